@@ -1,0 +1,116 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// The loop every filter runs: one line in, exactly one line out, in order, flushed.
+///
+/// A new filter is a function from record to record:
+///
+///     FilterLoop.run { record in
+///         if record.path == "/teapot" { record = record.errorResponse(status: 418, ...) }
+///     }
+///
+/// Responses pass through untouched (byte for byte) unless `seesResponses` is set;
+/// malformed lines become 400 responses; a thrown `FilterError` becomes its JSON
+/// error response; any other error becomes a 500. Nothing kills the loop but the end
+/// of input (exit 0) or a closed output (exit 1).
+public struct FilterLoop {
+    public var seesResponses = false
+    public var input: Int32 = 0
+    public var output: Int32 = 1
+
+    public init(seesResponses: Bool = false) { self.seesResponses = seesResponses }
+
+    public static func run(seesResponses: Bool = false, _ handle: (inout Record) throws -> Void) -> Never {
+        FilterLoop(seesResponses: seesResponses).run(handle)
+    }
+
+    public func run(_ handle: (inout Record) throws -> Void) -> Never {
+        signal(SIGPIPE, SIG_IGN)
+        var reader = LineReader(fd: input)
+        var out: [UInt8] = []
+        out.reserveCapacity(1 << 16)
+        var closed = false
+        reader.forEachLine { event in
+            if closed { return }
+            out.removeAll(keepingCapacity: true)
+            switch event {
+            case .line(let line):
+                process(line, handle, into: &out)
+            case .tooLong(let prefix):
+                Log.error("record longer than \(LineReader.defaultMaxLine) bytes")
+                Self.malformed(prefix, reason: "record too long", into: &out)
+            }
+            out.append(0x0A)
+            if !FileOutput.writeAll(output, out) { closed = true }
+        }
+        exit(closed ? 1 : 0)
+    }
+
+    /// Turns one input line into one output line (without the newline).
+    public func process(_ line: UnsafeBufferPointer<UInt8>, _ handle: (inout Record) throws -> Void,
+                        into out: inout [UInt8]) {
+        var record: Record
+        do {
+            record = try Record.parse(line)
+        } catch {
+            Log.error("malformed record: \(error)")
+            Self.malformed(line, reason: "malformed record: \(error.message)", into: &out)
+            return
+        }
+        if record.isResponse && !seesResponses {
+            out.append(contentsOf: line)
+            return
+        }
+        let original = record
+        do {
+            try handle(&record)
+        } catch let e as FilterError {
+            record = original.errorResponse(status: e.status, error: e.code, message: e.message, headers: e.headers)
+        } catch {
+            Log.error("internal error: \(error)")
+            record = original.errorResponse(status: 500, error: "internal_error", message: "the filter failed on this record")
+        }
+        if record == original {
+            out.append(contentsOf: line)   // untouched: pass the exact bytes on
+        } else {
+            record.object.write(to: &out)
+        }
+    }
+
+    /// The 400 response for a line that is not a record, with its id when one can be found.
+    public static func malformed(_ line: UnsafeBufferPointer<UInt8>, reason: String, into out: inout [UInt8]) {
+        var request = JSONObject()
+        if let id = recoverID(line) { request["id"] = .string(id) }
+        request["keep_alive"] = .bool(false)
+        let response = Record(request).errorResponse(status: 400, error: "bad_record", message: reason)
+        response.object.write(to: &out)
+    }
+
+    /// Finds `"id":"..."` in a line that did not parse, so the error can still be matched
+    /// to its request. Only simple ids (no escapes) are recovered.
+    static func recoverID(_ line: UnsafeBufferPointer<UInt8>) -> String? {
+        let needle = Array("\"id\"".utf8)
+        guard line.count > needle.count else { return nil }
+        var i = 0
+        while i + needle.count <= line.count {
+            if line[i] == needle[0] && Array(line[i..<i + needle.count]) == needle {
+                var j = i + needle.count
+                while j < line.count && (line[j] == 0x20 || line[j] == 0x09) { j += 1 }
+                guard j < line.count, line[j] == UInt8(ascii: ":") else { i += 1; continue }
+                j += 1
+                while j < line.count && (line[j] == 0x20 || line[j] == 0x09) { j += 1 }
+                guard j < line.count, line[j] == UInt8(ascii: "\"") else { return nil }
+                let start = j + 1
+                var k = start
+                while k < line.count && line[k] != UInt8(ascii: "\"") && line[k] != UInt8(ascii: "\\") && line[k] >= 0x20 { k += 1 }
+                guard k < line.count, line[k] == UInt8(ascii: "\""), k - start <= 128 else { return nil }
+                return String(validating: UnsafeBufferPointer(rebasing: line[start..<k]), as: UTF8.self)
+            }
+            i += 1
+        }
+        return nil
+    }
+}

@@ -1,0 +1,173 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// Reads newline-delimited lines from a file descriptor with one large buffer and
+/// read(2); no per-byte syscalls, no copies for lines that fit in the buffer.
+public struct LineReader {
+    public enum Event {
+        case line(UnsafeBufferPointer<UInt8>)
+        /// A line longer than `maxLine`; its bytes were discarded up to the newline.
+        case tooLong(prefix: UnsafeBufferPointer<UInt8>)
+    }
+
+    public let fd: Int32
+    public let maxLine: Int
+    private var buffer: UnsafeMutableBufferPointer<UInt8>
+    private var start = 0
+    private var end = 0
+    private var eof = false
+
+    /// 16 MiB: above the HTTP decoder's default body limit, base64 included.
+    public static let defaultMaxLine = 16 << 20
+
+    public init(fd: Int32 = 0, maxLine: Int = LineReader.defaultMaxLine) {
+        self.fd = fd
+        self.maxLine = maxLine
+        buffer = .allocate(capacity: 1 << 16)
+    }
+
+    /// Calls `body` for each line (without its newline) until end of input. A final line
+    /// without a newline counts as a line.
+    public mutating func forEachLine(_ body: (Event) -> Void) {
+        var discarding = false
+        var discardPrefix: [UInt8] = []
+        while true {
+            // Look for a newline in what is buffered.
+            if let nl = findNewline(from: start) {
+                let line = UnsafeBufferPointer(rebasing: buffer[start..<nl])
+                start = nl + 1
+                if discarding {
+                    discarding = false
+                    discardPrefix.withUnsafeBufferPointer { body(.tooLong(prefix: $0)) }
+                    discardPrefix = []
+                } else {
+                    body(.line(line))
+                }
+                continue
+            }
+            if eof {
+                if start < end {
+                    let line = UnsafeBufferPointer(rebasing: buffer[start..<end])
+                    start = end
+                    if discarding { discardPrefix.withUnsafeBufferPointer { body(.tooLong(prefix: $0)) } }
+                    else { body(.line(line)) }
+                } else if discarding {
+                    discardPrefix.withUnsafeBufferPointer { body(.tooLong(prefix: $0)) }
+                }
+                return
+            }
+            // No complete line: make room, then read more.
+            if end - start >= maxLine && !discarding {
+                discarding = true
+                discardPrefix = Array(UnsafeBufferPointer(rebasing: buffer[start..<min(end, start + 4096)]))
+            }
+            if discarding {
+                start = 0; end = 0
+            } else if start > 0 {
+                let n = end - start
+                if n > 0 { memmove(buffer.baseAddress!, buffer.baseAddress! + start, n) }
+                start = 0; end = n
+            }
+            if end == buffer.count {
+                let bigger = UnsafeMutableBufferPointer<UInt8>.allocate(capacity: buffer.count * 2)
+                memcpy(bigger.baseAddress!, buffer.baseAddress!, end)
+                buffer.deallocate()
+                buffer = bigger
+            }
+            let n = read(fd, buffer.baseAddress! + end, buffer.count - end)
+            if n > 0 { end += n }
+            else if n == 0 { eof = true }
+            else if errno == EINTR { continue }
+            else { eof = true }
+        }
+    }
+
+    private func findNewline(from: Int) -> Int? {
+        guard from < end else { return nil }
+        let p = memchr(buffer.baseAddress! + from, 0x0A, end - from)
+        guard let p else { return nil }
+        return buffer.baseAddress!.distance(to: p.assumingMemoryBound(to: UInt8.self))
+    }
+}
+
+/// Writes whole buffers to a file descriptor, retrying short writes and EINTR.
+public enum FileOutput {
+    /// Returns false when the descriptor is closed or broken (EPIPE).
+    @discardableResult
+    public static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) -> Bool {
+        var offset = 0
+        while offset < bytes.count {
+            let n = write(fd, bytes.baseAddress! + offset, bytes.count - offset)
+            if n > 0 { offset += n }
+            else if n < 0 && errno == EINTR { continue }
+            else { return false }
+        }
+        return true
+    }
+
+    @discardableResult
+    public static func writeAll(_ fd: Int32, _ bytes: [UInt8]) -> Bool {
+        bytes.withUnsafeBytes { writeAll(fd, $0) }
+    }
+}
+
+/// Diagnostics go to stderr, one line each, prefixed with the program's name.
+public enum Log {
+    nonisolated(unsafe) public static var program = "edgepipe"
+
+    public static func error(_ message: String) {
+        var line = Array("\(program): ".utf8)
+        // A newline in a message must not forge a second log line.
+        for b in message.utf8 { line.append(b == 0x0A || b == 0x0D ? UInt8(ascii: " ") : b) }
+        line.append(0x0A)
+        FileOutput.writeAll(2, line)
+    }
+
+    /// One-line reason on stderr, exit status 2 (usage or configuration) by default.
+    public static func fatal(_ message: String, status: Int32 = 2) -> Never {
+        error(message)
+        exit(status)
+    }
+}
+
+/// Reads a whole file; nil when it cannot be opened or read.
+public func readFile(_ path: String, limit: Int = 64 << 20) -> [UInt8]? {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { return nil }
+    defer { close(fd) }
+    var out: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 1 << 16)
+    while true {
+        let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress!, $0.count) }
+        if n > 0 {
+            out.append(contentsOf: chunk[0..<n])
+            if out.count > limit { return nil }
+        } else if n == 0 {
+            return out
+        } else if errno != EINTR {
+            return nil
+        }
+    }
+}
+
+/// Reads all of standard input (for secrets and values that must not go on argv).
+public func readStandardInput(limit: Int = 64 << 20) -> [UInt8] {
+    var out: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 1 << 16)
+    while true {
+        let n = chunk.withUnsafeMutableBytes { read(0, $0.baseAddress!, $0.count) }
+        if n > 0 { out.append(contentsOf: chunk[0..<n]); if out.count > limit { return out } }
+        else if n == 0 { return out }
+        else if errno != EINTR { return out }
+    }
+}
+
+/// The value of an environment variable, nil when unset or empty.
+public func environment(_ name: String) -> String? {
+    guard let p = getenv(name) else { return nil }
+    let s = String(cString: p)
+    return s.isEmpty ? nil : s
+}

@@ -1,0 +1,193 @@
+// The record protocol: one JSON object per line. See docs/protocol.md.
+//
+// A record is a request until some filter answers it; it is a response from then on
+// (it has a "status"). Responses keep the request's id and connection fields so the
+// encoder at the end of the pipeline knows how to frame and whether to close.
+
+public struct Header: Equatable, Sendable {
+    public var name: String
+    public var value: String
+    public init(_ name: String, _ value: String) { self.name = name; self.value = value }
+}
+
+/// The places filters write their annotations, one key each, so filters never collide.
+public enum AnnotationKey {
+    public static let route = "route"   // route: {"name": ..., "params": {...}}
+    public static let auth = "auth"     // verify-jwt: {"uid": ...}
+    public static let audit = "audit"   // apply-webhook and others: the audit entry
+}
+
+public struct Record: Equatable, Sendable {
+    public var object: JSONObject
+
+    public init(_ object: JSONObject) { self.object = object }
+
+    /// Parses one line. Anything but a JSON object is malformed.
+    public static func parse(_ line: UnsafeBufferPointer<UInt8>) throws(JSONError) -> Record {
+        guard case .object(let o) = try JSONReader.parse(line) else {
+            throw JSONError("a record must be a JSON object", at: 0)
+        }
+        return Record(o)
+    }
+
+    public static func parse(_ line: String) throws(JSONError) -> Record {
+        try Array(line.utf8).withUnsafeBufferPointer { p throws(JSONError) in try parse(p) }
+    }
+
+    public func serialized() -> [UInt8] { object.serialized() }
+    public var text: String { object.text }
+
+    public subscript(key: String) -> JSON? {
+        get { object[key] }
+        set { object[key] = newValue }
+    }
+
+    // MARK: Request and connection fields
+
+    public var id: String? { object["id"]?.string }
+    public var method: String { object["method"]?.string ?? "" }
+    public var path: String { object["path"]?.string ?? "" }
+    public var query: String { object["query"]?.string ?? "" }
+    public var version: String { object["version"]?.string ?? "HTTP/1.1" }
+    public var remote: String? { object["remote"]?.string }
+
+    public var keepAlive: Bool {
+        get { object["keep_alive"]?.bool ?? false }
+        set { object["keep_alive"] = .bool(newValue) }
+    }
+
+    /// A record is a response once it carries a status.
+    public var isResponse: Bool { object["status"] != nil }
+    public var status: Int? { object["status"]?.int }
+
+    // MARK: Headers: [[name, value], ...], names lower-case, repeats kept in order.
+
+    public var headers: [Header] {
+        get {
+            guard let list = object["headers"]?.array else { return [] }
+            var out: [Header] = []
+            out.reserveCapacity(list.count)
+            for pair in list {
+                if let p = pair.array, p.count == 2, let n = p[0].string, let v = p[1].string {
+                    out.append(Header(n, v))
+                }
+            }
+            return out
+        }
+        set {
+            object["headers"] = .array(newValue.map { .array([.string($0.name), .string($0.value)]) })
+        }
+    }
+
+    /// The first value of a header; `name` must be lower-case.
+    public func header(_ name: String) -> String? {
+        guard let list = object["headers"]?.array else { return nil }
+        for pair in list {
+            if let p = pair.array, p.count == 2, p[0].string == name { return p[1].string }
+        }
+        return nil
+    }
+
+    public func headerValues(_ name: String) -> [String] {
+        headers.filter { $0.name == name }.map(\.value)
+    }
+
+    public mutating func removeHeader(_ name: String) {
+        guard let list = object["headers"]?.array else { return }
+        let kept = list.filter { $0.array?.first?.string != name }
+        if kept.count != list.count { object["headers"] = .array(kept) }
+    }
+
+    /// Replaces every value of `name` with one value.
+    public mutating func setHeader(_ name: String, _ value: String) {
+        removeHeader(name)
+        addHeader(name, value)
+    }
+
+    public mutating func addHeader(_ name: String, _ value: String) {
+        var list = object["headers"]?.array ?? []
+        list.append(.array([.string(name), .string(value)]))
+        object["headers"] = .array(list)
+    }
+
+    // MARK: Body: exact bytes, as "body" (UTF-8) or "body_base64".
+
+    public var body: [UInt8] {
+        get {
+            if let s = object["body"]?.string { return Array(s.utf8) }
+            if let b = object["body_base64"]?.string, let bytes = Base64.decode(b) { return bytes }
+            return []
+        }
+        set {
+            object["body"] = nil
+            object["body_base64"] = nil
+            if newValue.isEmpty {
+                object["body"] = .string("")
+            } else if let s = String(validating: newValue, as: UTF8.self) {
+                object["body"] = .string(s)
+            } else {
+                object["body_base64"] = .string(Base64.encode(newValue))
+            }
+        }
+    }
+
+    /// True when "body_base64" is present but is not valid base64.
+    public var hasCorruptBody: Bool {
+        if let b = object["body_base64"] { return b.string.flatMap(Base64.decode) == nil }
+        return false
+    }
+
+    // MARK: Annotations
+
+    public func annotation(_ key: String) -> JSON? { object["annotations"]?[key] }
+
+    public mutating func setAnnotation(_ key: String, _ value: JSON?) {
+        var notes = object["annotations"]?.object ?? JSONObject()
+        notes[key] = value
+        object["annotations"] = notes.isEmpty ? nil : .object(notes)
+    }
+
+    // MARK: Answering
+
+    /// The response to this request: keeps id, method, version, keep_alive, remote and
+    /// annotations; carries status, headers and body.
+    public func response(status: Int, headers: [Header] = [], body: [UInt8] = []) -> Record {
+        var r = JSONObject()
+        for key in ["id", "method", "version", "keep_alive", "remote"] {
+            if let v = object[key] { r[key] = v }
+        }
+        r["status"] = JSON(status)
+        var response = Record(r)
+        response.headers = headers
+        response.body = body
+        if let notes = object["annotations"] { response.object["annotations"] = notes }
+        return response
+    }
+
+    /// A JSON error response: `{"error": code, "message": message}`.
+    public func errorResponse(status: Int, error code: String, message: String,
+                              headers extra: [Header] = [], details: JSONObject = JSONObject()) -> Record {
+        var body = JSONObject([("error", JSON.string(code)), ("message", JSON.string(message))])
+        body.members.append(contentsOf: details.members)
+        return response(status: status,
+                        headers: [Header("content-type", "application/json")] + extra,
+                        body: body.serialized())
+    }
+
+    /// A JSON success response.
+    public func jsonResponse(status: Int = 200, _ value: JSON, headers extra: [Header] = []) -> Record {
+        response(status: status, headers: [Header("content-type", "application/json")] + extra,
+                 body: value.serialized())
+    }
+}
+
+/// A filter throws this to answer the request with a JSON error.
+public struct FilterError: Error, Sendable {
+    public let status: Int
+    public let code: String
+    public let message: String
+    public let headers: [Header]
+    public init(status: Int, code: String, message: String, headers: [Header] = []) {
+        self.status = status; self.code = code; self.message = message; self.headers = headers
+    }
+}

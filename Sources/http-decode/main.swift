@@ -1,0 +1,2 @@
+import Common
+FilterLoop.run { _ in }

@@ -1,0 +1,1 @@
+struct Probe { static func answer() -> Int { 42 } }

@@ -1,0 +1,3 @@
+import XCTest
+@testable import route
+final class ProbeTests: XCTestCase { func testProbe() { XCTAssertEqual(Probe.answer(), 42) } }
