@@ -1,2 +1,50 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
 import Common
-FilterLoop.run { _ in }
+
+let usage = """
+usage: http-decode [options]
+
+Reads HTTP/1.1 requests from standard input (the client socket: the launcher, e.g. socat
+EXEC, tcpserver, inetd or systemd Accept=yes, runs pipelines/connection with it as stdin and
+stdout) and writes one request record per request on standard output (docs/protocol.md).
+A request that cannot be read becomes a response record (400, 408, 413, 414, 417, 431, 501
+or 505 with a JSON error body and keep_alive false) and is the last record. For
+Expect: 100-continue it writes "HTTP/1.1 100 Continue" back to standard input (a socket).
+Exits after the connection's last request, closing standard output.
+
+options (each overrides its environment variable):
+  --max-request-line N    request line bytes, CRLF included (414)  EDGEPIPE_MAX_REQUEST_LINE  8192
+  --max-header-bytes N    header section bytes (431)               EDGEPIPE_MAX_HEADER_BYTES  32768
+  --max-headers N         header fields (431)                      EDGEPIPE_MAX_HEADERS       100
+  --max-body N            decoded body bytes (413)                 EDGEPIPE_MAX_BODY          1048576
+  --idle-timeout-ms N     wait for a request, then close silently  EDGEPIPE_IDLE_TIMEOUT_MS   60000
+  --header-timeout-ms N   first byte to end of head (408)          EDGEPIPE_HEADER_TIMEOUT_MS 10000
+  --body-timeout-ms N     end of head to end of body (408)         EDGEPIPE_BODY_TIMEOUT_MS   30000
+  --linger-ms N           drain unread input after the last answer EDGEPIPE_LINGER_MS         2000
+
+environment:
+  TCPREMOTEIP, REMOTE_ADDR, SOCAT_PEERADDR   the client address for "remote" (first set wins;
+                                             else getpeername(2) on standard input)
+
+exit status: 0 when the connection is done, 1 when standard output is closed, 2 on bad usage.
+See docs/http-decode.md.
+"""
+
+var options = Options(program: "http-decode", usage: usage)
+var settings = DecoderSettings()
+settings.limits.maxRequestLine = options.int("--max-request-line", env: "EDGEPIPE_MAX_REQUEST_LINE", default: settings.limits.maxRequestLine)
+settings.limits.maxHeaderBytes = options.int("--max-header-bytes", env: "EDGEPIPE_MAX_HEADER_BYTES", default: settings.limits.maxHeaderBytes)
+settings.limits.maxHeaderCount = options.int("--max-headers", env: "EDGEPIPE_MAX_HEADERS", default: settings.limits.maxHeaderCount)
+settings.limits.maxBody = options.int("--max-body", env: "EDGEPIPE_MAX_BODY", default: settings.limits.maxBody)
+settings.idleTimeoutMs = options.int("--idle-timeout-ms", env: "EDGEPIPE_IDLE_TIMEOUT_MS", default: settings.idleTimeoutMs)
+settings.headerTimeoutMs = options.int("--header-timeout-ms", env: "EDGEPIPE_HEADER_TIMEOUT_MS", default: settings.headerTimeoutMs)
+settings.bodyTimeoutMs = options.int("--body-timeout-ms", env: "EDGEPIPE_BODY_TIMEOUT_MS", default: settings.bodyTimeoutMs)
+settings.lingerMs = options.int("--linger-ms", env: "EDGEPIPE_LINGER_MS", default: settings.lingerMs)
+if !options.rest().isEmpty { Log.fatal("no arguments expected (try --help)") }
+if let problem = settings.problem { Log.fatal(problem) }
+
+exit(HTTPDecoder(settings: settings, remote: RemoteAddress.detect()).run())

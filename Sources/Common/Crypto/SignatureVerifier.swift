@@ -1,0 +1,138 @@
+import COpenSSL
+
+/// Verifies JWS signatures of one algorithm under one key.
+///
+/// For the hash-then-sign algorithms the EVP_PKEY_CTX is initialised once and reused for
+/// every token (as `openssl speed` does): per-verification set-up in OpenSSL 3 (provider
+/// fetches, context allocation) would otherwise cost a noticeable share of an RSA verify.
+public final class SignatureVerifier {
+    public let algorithm: SignatureAlgorithm
+    public let key: PublicKey
+    private let context: OpaquePointer?     // EVP_PKEY_CTX*, nil for EdDSA
+
+    public init(key: PublicKey, algorithm: SignatureAlgorithm) throws(CryptoError) {
+        guard algorithm.accepts(key.kind) else {
+            throw CryptoError("\(algorithm.rawValue) cannot be verified with this key type")
+        }
+        self.algorithm = algorithm
+        self.key = key
+        if algorithm == .edDSA {
+            context = nil
+            return
+        }
+        guard let ctx = EVP_PKEY_CTX_new_from_pkey(nil, key.pointer, nil) else { throw CryptoError("EVP_PKEY_CTX_new failed") }
+        var ok = EVP_PKEY_verify_init(ctx) == 1 && EVP_PKEY_CTX_set_signature_md(ctx, algorithm.evpDigest) == 1
+        switch algorithm {
+        case .rs256, .rs384, .rs512:
+            ok = ok && EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING) == 1
+        case .ps256:
+            // RFC 7518 §3.5: MGF1 with the same hash, salt as long as the hash, nothing else.
+            ok = ok && EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PSS_PADDING) == 1
+                && EVP_PKEY_CTX_set_rsa_pss_saltlen(ctx, RSA_PSS_SALTLEN_DIGEST) == 1
+                && EVP_PKEY_CTX_set_rsa_mgf1_md(ctx, algorithm.evpDigest) == 1
+        default:
+            break
+        }
+        guard ok else {
+            EVP_PKEY_CTX_free(ctx)
+            throw CryptoError("cannot set up \(algorithm.rawValue) verification")
+        }
+        context = ctx
+    }
+
+    deinit { if let context { EVP_PKEY_CTX_free(context) } }
+
+    public func verify(_ message: [UInt8], signature: [UInt8]) -> Bool {
+        message.withUnsafeBytes { verify($0, signature: signature) }
+    }
+
+    /// True when `signature` (in its JWS form) is valid for `message` under the key.
+    public func verify(_ message: UnsafeRawBufferPointer, signature: [UInt8]) -> Bool {
+        guard !signature.isEmpty else { return false }
+        let valid: Bool
+        switch algorithm {
+        case .edDSA:
+            valid = verifyEdDSA(message, signature)
+        case .es256, .es384:
+            guard let der = Self.derSignature(fromJWS: signature, curve: algorithm == .es256 ? .p256 : .p384) else { return false }
+            valid = verifyDigest(message, der)
+        default:
+            valid = verifyDigest(message, signature)
+        }
+        // A failed verification queues errors; a long-running filter must not collect them.
+        if !valid { OpenSSLErrors.clear() }
+        return valid
+    }
+
+    private func verifyDigest(_ message: UnsafeRawBufferPointer, _ signature: [UInt8]) -> Bool {
+        guard let context else { return false }
+        var digest = [UInt8](repeating: 0, count: 64)
+        let length: Int
+        let base = message.baseAddress?.assumingMemoryBound(to: UInt8.self)
+        switch algorithm.digest {
+        case .sha256: length = 32; _ = digest.withUnsafeMutableBufferPointer { SHA256(base, message.count, $0.baseAddress) }
+        case .sha384: length = 48; _ = digest.withUnsafeMutableBufferPointer { SHA384(base, message.count, $0.baseAddress) }
+        case .sha512: length = 64; _ = digest.withUnsafeMutableBufferPointer { SHA512(base, message.count, $0.baseAddress) }
+        case .none: return false
+        }
+        let result = signature.withUnsafeBufferPointer { sig in
+            digest.withUnsafeBufferPointer { d in
+                EVP_PKEY_verify(context, sig.baseAddress, sig.count, d.baseAddress, length)
+            }
+        }
+        return result == 1
+    }
+
+    private func verifyEdDSA(_ message: UnsafeRawBufferPointer, _ signature: [UInt8]) -> Bool {
+        guard signature.count == 64, let ctx = EVP_MD_CTX_new() else { return false }
+        defer { EVP_MD_CTX_free(ctx) }
+        guard EVP_DigestVerifyInit(ctx, nil, nil, nil, key.pointer) == 1 else { return false }
+        let result = signature.withUnsafeBufferPointer { sig in
+            EVP_DigestVerify(ctx, sig.baseAddress, sig.count,
+                             message.baseAddress?.assumingMemoryBound(to: UInt8.self), message.count)
+        }
+        return result == 1
+    }
+
+    /// JWS carries an ECDSA signature as the fixed-width concatenation r || s (RFC 7518
+    /// §3.4); OpenSSL wants DER. Any other length is refused rather than guessed at.
+    public static func derSignature(fromJWS raw: [UInt8], curve: ECCurve) -> [UInt8]? {
+        let size = curve.coordinateSize
+        guard raw.count == 2 * size, let sig = ECDSA_SIG_new() else { return nil }
+        defer { ECDSA_SIG_free(sig) }
+        let r = raw.withUnsafeBufferPointer { BN_bin2bn($0.baseAddress, Int32(size), nil) }
+        let s = raw.withUnsafeBufferPointer { BN_bin2bn($0.baseAddress! + size, Int32(size), nil) }
+        guard let r, let s else {
+            if let r { BN_free(r) }
+            if let s { BN_free(s) }
+            return nil
+        }
+        guard ECDSA_SIG_set0(sig, r, s) == 1 else { BN_free(r); BN_free(s); return nil }
+        let length = i2d_ECDSA_SIG(sig, nil)
+        guard length > 0 else { return nil }
+        var der = [UInt8](repeating: 0, count: Int(length))
+        let written = der.withUnsafeMutableBufferPointer { buffer -> Int32 in
+            var cursor: UnsafeMutablePointer<UInt8>? = buffer.baseAddress
+            return i2d_ECDSA_SIG(sig, &cursor)
+        }
+        return written == length ? der : nil
+    }
+
+    /// The inverse: DER from OpenSSL to the JWS r || s form.
+    public static func jwsSignature(fromDER der: [UInt8], curve: ECCurve) -> [UInt8]? {
+        let sig = der.withUnsafeBufferPointer { buffer -> OpaquePointer? in
+            var cursor: UnsafePointer<UInt8>? = buffer.baseAddress
+            return d2i_ECDSA_SIG(nil, &cursor, buffer.count)
+        }
+        guard let sig else { return nil }
+        defer { ECDSA_SIG_free(sig) }
+        guard let r = ECDSA_SIG_get0_r(sig), let s = ECDSA_SIG_get0_s(sig) else { return nil }
+        let size = curve.coordinateSize
+        var out = [UInt8](repeating: 0, count: 2 * size)
+        let ok = out.withUnsafeMutableBufferPointer { buffer in
+            BN_bn2binpad(r, buffer.baseAddress, Int32(size)) == Int32(size)
+                && BN_bn2binpad(s, buffer.baseAddress! + size, Int32(size)) == Int32(size)
+        }
+        return ok ? out : nil
+    }
+}

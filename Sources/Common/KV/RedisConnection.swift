@@ -1,0 +1,248 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// Why a round trip failed. `io` means the connection is unusable (and whether the
+/// request may have reached the server); `server` is a refusal on a healthy connection.
+enum RedisFailure: Error {
+    case io(String, sent: Bool)
+    case server(String)
+
+    var message: String {
+        switch self {
+        case .io(let m, _): return m
+        case .server(let m): return m
+        }
+    }
+}
+
+/// One connection to Redis, authenticated and on its database, owning its socket (and TLS
+/// session). Requests are pipelined: all commands are written, then all replies read.
+/// Not thread-safe: RedisStore hands a connection to one caller at a time.
+final class RedisConnection {
+    private enum Transport {
+        case tcp(TCPSocket)
+        case tls(TLSStream, TCPSocket)
+        case unix(RedisUnixSocket)
+
+        var fd: Int32 {
+            switch self {
+            case .tcp(let s): return s.fd
+            case .tls(_, let s): return s.fd
+            case .unix(let s): return s.fd
+            }
+        }
+    }
+
+    private let transport: Transport
+    private var buffer: [UInt8] = []
+    private var consumed = 0
+    private let timeoutMillis: Int
+
+    /// Connects, then (in one round trip) authenticates and selects the database.
+    init(_ location: RedisLocation, _ credentials: RedisCredentials) throws(RedisFailure) {
+        // A peer that resets the connection must cost a 503, not the process (SIGPIPE's
+        // default): the write then fails with EPIPE and is reported.
+        signal(SIGPIPE, SIG_IGN)
+        let deadline = Clock.monotonicMillis() + location.connectTimeoutMillis
+        timeoutMillis = location.timeoutMillis
+        let name = location.description
+        switch location.endpoint {
+        case .tcp(let host, let port):
+            let socket: TCPSocket
+            do { socket = try TCPSocket.connect(host: host, port: port, deadline: deadline) }
+            catch { throw .io("cannot connect to \(name): \(error.description)", sent: false) }
+            if location.tls {
+                if let ca = environment("EDGEPIPE_REDIS_CA_FILE") {
+                    // TLSStream trusts OpenSSL's default store, which SSL_CERT_FILE replaces:
+                    // a private CA for Redis is then the only one trusted by this process.
+                    setenv("SSL_CERT_FILE", ca, 1)
+                }
+                do { transport = .tls(try TLSStream(socket: socket, host: host, deadline: deadline), socket) }
+                catch { throw .io("cannot connect to \(name): \(error.description)", sent: false) }
+            } else {
+                transport = .tcp(socket)
+            }
+        case .unix(let path):
+            transport = .unix(try RedisUnixSocket.connect(path: path, deadline: deadline, name: name))
+        }
+
+        var handshake: [[[UInt8]]] = []
+        if location.protocolVersion == 3 {
+            var hello: [[UInt8]] = [Array("HELLO".utf8), Array("3".utf8)]
+            if let password = credentials.password {
+                hello += [Array("AUTH".utf8), Array((credentials.username ?? "default").utf8), password]
+            }
+            handshake.append(hello)
+        } else if let password = credentials.password {
+            if let user = credentials.username {
+                handshake.append([Array("AUTH".utf8), Array(user.utf8), password])
+            } else {
+                handshake.append([Array("AUTH".utf8), password])
+            }
+        }
+        if location.database != 0 {
+            handshake.append([Array("SELECT".utf8), Array(String(location.database).utf8)])
+        }
+        guard !handshake.isEmpty else { return }
+        let replies: [RESPValue]
+        do { replies = try roundTrip(handshake, timeoutMillis: location.connectTimeoutMillis) }
+        catch { throw .io("\(name): \(error.message)", sent: true) }
+        for (command, reply) in zip(handshake, replies) {
+            guard case .error(let text) = reply else { continue }
+            let verb = String(decoding: command[0], as: UTF8.self)
+            if verb == "SELECT" { throw .io("\(name): cannot select database \(location.database): \(text)", sent: true) }
+            // The reply names no secret (WRONGPASS, NOAUTH...), but say where to look.
+            throw .io("\(name): authentication failed (\(text.prefix(80))); check EDGEPIPE_REDIS_PASSWORD_FILE "
+                      + "or EDGEPIPE_REDIS_PASSWORD", sent: true)
+        }
+    }
+
+    /// Whether the server closed the connection (or sent something unasked) while it sat
+    /// idle: a restarted Redis leaves pooled connections at EOF. Checked before reuse, so
+    /// a write is never sent into a dead connection where it could not be retried safely.
+    var isStale: Bool {
+        var p = pollfd(fd: transport.fd, events: Int16(POLLIN), revents: 0)
+        let rc = poll(&p, 1, 0)
+        return rc != 0
+    }
+
+    /// Sends every command, then reads one reply per command, in order. Error replies are
+    /// returned as `.error` values; only transport or framing failures throw.
+    func roundTrip(_ commands: [[[UInt8]]], timeoutMillis: Int? = nil) throws(RedisFailure) -> [RESPValue] {
+        let deadline = Clock.monotonicMillis() + (timeoutMillis ?? self.timeoutMillis)
+        var out: [UInt8] = []
+        for c in commands { RESP.encode(c, into: &out) }
+        do { try write(out, deadline: deadline) }
+        catch { throw .io(error.description, sent: true) }
+        var replies: [RESPValue] = []
+        replies.reserveCapacity(commands.count)
+        while replies.count < commands.count {
+            let value = try readReply(deadline: deadline)
+            if case .push = value { continue }   // out-of-band (RESP3), not a reply
+            replies.append(value)
+        }
+        return replies
+    }
+
+    private func readReply(deadline: Int) throws(RedisFailure) -> RESPValue {
+        while true {
+            if consumed < buffer.count {
+                var index = consumed
+                let parsed: RESPValue?
+                do { parsed = try RESP.parse(buffer, at: &index) }
+                catch { throw .io("protocol error: \(error.description)", sent: true) }
+                if let parsed {
+                    consumed = index
+                    if consumed == buffer.count { buffer.removeAll(keepingCapacity: buffer.count <= 1 << 20); consumed = 0 }
+                    return parsed
+                }
+            }
+            if consumed > 0 { buffer.removeSubrange(0..<consumed); consumed = 0 }
+            var chunk = [UInt8](repeating: 0, count: 64 << 10)
+            let n: Int
+            do { n = try read(&chunk, deadline: deadline) }
+            catch { throw .io(error.description, sent: true) }
+            if n == 0 { throw .io("connection closed by the server", sent: true) }
+            buffer.append(contentsOf: chunk[0..<n])
+        }
+    }
+
+    private func write(_ bytes: [UInt8], deadline: Int) throws(FetchError) {
+        switch transport {
+        case .tcp(let s): try s.write(bytes, deadline: deadline)
+        case .tls(let t, _): try t.write(bytes, deadline: deadline)
+        case .unix(let s): try s.write(bytes, deadline: deadline)
+        }
+    }
+
+    private func read(_ chunk: inout [UInt8], deadline: Int) throws(FetchError) -> Int {
+        switch transport {
+        case .tcp(let s): return try s.read(&chunk, deadline: deadline)
+        case .tls(let t, _): return try t.read(&chunk, deadline: deadline)
+        case .unix(let s): return try s.read(&chunk, deadline: deadline)
+        }
+    }
+}
+
+/// A connected Unix-domain stream socket, non-blocking, closed with its owner. (TCP and
+/// TLS come from TCPSocket and TLSStream, shared with HTTPClient.)
+final class RedisUnixSocket {
+    let fd: Int32
+
+    private init(fd: Int32) { self.fd = fd }
+    deinit { close(fd) }
+
+    static func connect(path: String, deadline: Int, name: String) throws(RedisFailure) -> RedisUnixSocket {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+        guard fd >= 0 else { throw .io("cannot connect to \(name): socket: \(errorText(errno))", sent: false) }
+        let sock = RedisUnixSocket(fd: fd)
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
+            throw .io("cannot connect to \(name): socket path too long", sent: false)
+        }
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            for (i, b) in bytes.enumerated() { raw[i] = b }
+        }
+        let rc = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
+        }
+        if rc != 0 {
+            // A full listen backlog answers EAGAIN on a Unix socket; wait for it like a TCP connect.
+            guard errno == EAGAIN || errno == EINPROGRESS else {
+                throw .io("cannot connect to \(name): \(errorText(errno))", sent: false)
+            }
+            guard sock.wait(for: Int16(POLLOUT), until: deadline) else { throw .io("cannot connect to \(name): timed out", sent: false) }
+            var err: Int32 = 0
+            var len = socklen_t(MemoryLayout<Int32>.size)
+            getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len)
+            if err != 0 { throw .io("cannot connect to \(name): \(errorText(err))", sent: false) }
+        }
+        return sock
+    }
+
+    func wait(for events: Int16, until deadline: Int) -> Bool {
+        while true {
+            let remaining = deadline - Clock.monotonicMillis()
+            if remaining <= 0 { return false }
+            var p = pollfd(fd: fd, events: events, revents: 0)
+            let rc = poll(&p, 1, Int32(min(remaining, Int(Int32.max))))
+            if rc > 0 { return true }
+            if rc == 0 { return false }
+            if errno != EINTR { return true }
+        }
+    }
+
+    func read(_ buffer: inout [UInt8], deadline: Int) throws(FetchError) -> Int {
+        while true {
+            let n = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            if n >= 0 { return n }
+            if errno == EINTR { continue }
+            if errno == EAGAIN || errno == EWOULDBLOCK {
+                guard wait(for: Int16(POLLIN), until: deadline) else { throw FetchError("read timed out") }
+                continue
+            }
+            throw FetchError("read: \(errorText(errno))")
+        }
+    }
+
+    func write(_ bytes: [UInt8], deadline: Int) throws(FetchError) {
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes.withUnsafeBytes { send(fd, $0.baseAddress! + offset, $0.count - offset, Int32(MSG_NOSIGNAL)) }
+            if n > 0 { offset += n; continue }
+            if n < 0 && errno == EINTR { continue }
+            if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
+                guard wait(for: Int16(POLLOUT), until: deadline) else { throw FetchError("write timed out") }
+                continue
+            }
+            throw FetchError("write: \(errorText(errno))")
+        }
+    }
+}

@@ -1,0 +1,106 @@
+import COpenSSL
+
+/// The Lua scripts behind RedisStore. Each operation is one script, and Redis runs a script
+/// atomically: the read of the current version, the decision (create-only, compare-and-swap)
+/// and every write (entry hash, expiry, key index) happen with nothing in between, and
+/// nothing is left half-written if the client vanishes.
+///
+/// Layout under the namespace prefix P:
+///   P e:<key>   a hash: version, value (JSON text), metadata (JSON text, absent when none),
+///               expires_at (Unix seconds, absent when none); PEXPIREAT set from expires_at
+///   P index     a sorted set of every key, all scores 0, so ZRANGEBYLEX walks keys in byte
+///               order (SCAN has no order, and cannot give list's cursor semantics)
+///
+/// Time is the Redis server's (TIME), so every gateway agrees on when an entry expires,
+/// plus an offset in milliseconds (EDGEPIPE_CLOCK_OFFSET, or a test's clock) as ARGV[1].
+/// An entry is expired when expires_at * 1000 <= now, as in DirectoryStore. Redis drops the
+/// hash itself at expiry; list removes a key from the index when it finds its hash gone.
+/// Versions continue across logical expiry while the hash exists, as they do in the
+/// directory store, so a compare-and-swap based on an old read cannot succeed by accident.
+struct RedisScript: Sendable {
+    let source: [UInt8]
+    /// SHA-1 of the source in hex, for EVALSHA.
+    let sha: [UInt8]
+
+    init(_ text: String) {
+        source = Array(text.utf8)
+        var digest = [UInt8](repeating: 0, count: 20)
+        var length: UInt32 = 0
+        let ok = source.withUnsafeBytes { raw in
+            digest.withUnsafeMutableBufferPointer { EVP_Digest(raw.baseAddress, raw.count, $0.baseAddress, &length, EVP_sha1(), nil) }
+        }
+        precondition(ok == 1 && length == 20, "SHA-1 unavailable")
+        sha = Array(Hex.encode(digest).utf8)
+    }
+
+    private static let clock = """
+        if redis.replicate_commands then redis.replicate_commands() end
+        local t = redis.call('TIME')
+        local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[1])
+
+        """
+
+    /// KEYS: entry. ARGV: offset. Returns nil, or {value, version, metadata|nil, expires_at|nil}.
+    static let get = RedisScript(clock + """
+        local h = redis.call('HMGET', KEYS[1], 'value', 'version', 'metadata', 'expires_at')
+        if not h[2] then return false end
+        if h[4] and tonumber(h[4]) * 1000 <= now then return false end
+        return h
+        """)
+
+    /// KEYS: entry, index. ARGV: offset, mode (put|create|cas), expected version ('' for
+    /// absent), key, value, metadata ('' for none), expires_at ('' for none), PEXPIREAT
+    /// milliseconds ('' for none). Returns {0, version} written, {1, 0} exists (create),
+    /// {2, current or -1} version mismatch (cas).
+    static let write = RedisScript(clock + """
+        local h = redis.call('HMGET', KEYS[1], 'version', 'expires_at')
+        local stored = tonumber(h[1])
+        local live = stored
+        if stored and h[2] and tonumber(h[2]) * 1000 <= now then live = nil end
+        if ARGV[2] == 'create' and live then return {1, 0} end
+        if ARGV[2] == 'cas' and live ~= tonumber(ARGV[3]) then return {2, live or -1} end
+        local version = (stored or 0) + 1
+        redis.call('DEL', KEYS[1])
+        redis.call('HSET', KEYS[1], 'version', version, 'value', ARGV[5])
+        if ARGV[6] ~= '' then redis.call('HSET', KEYS[1], 'metadata', ARGV[6]) end
+        if ARGV[7] ~= '' then redis.call('HSET', KEYS[1], 'expires_at', ARGV[7]) end
+        if ARGV[8] ~= '' then redis.call('PEXPIREAT', KEYS[1], ARGV[8]) end
+        redis.call('ZADD', KEYS[2], 0, ARGV[4])
+        return {0, version}
+        """)
+
+    /// KEYS: entry, index. ARGV: offset, key. Returns 1 when a live entry was removed.
+    static let delete = RedisScript(clock + """
+        local h = redis.call('HMGET', KEYS[1], 'version', 'expires_at')
+        local live = h[1] and not (h[2] and tonumber(h[2]) * 1000 <= now)
+        redis.call('DEL', KEYS[1])
+        redis.call('ZREM', KEYS[2], ARGV[2])
+        if live then return 1 end
+        return 0
+        """)
+
+    /// KEYS: index. ARGV: offset, prefix, start bound for ZRANGEBYLEX, end bound, limit,
+    /// entry key prefix. Returns {keys, more}: up to `limit` live keys in byte order, and 1
+    /// when the index holds further keys in range (the caller then issues a cursor).
+    static let list = RedisScript(clock + """
+        local prefix, min, max, limit, ep = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5]), ARGV[6]
+        local keys = {}
+        local batch = limit + 1
+        while true do
+          local members = redis.call('ZRANGEBYLEX', KEYS[1], min, max, 'LIMIT', 0, batch)
+          for _, m in ipairs(members) do
+            if #keys == limit then return {keys, 1} end
+            if string.sub(m, 1, #prefix) == prefix then
+              local h = redis.call('HMGET', ep .. m, 'version', 'expires_at')
+              if not h[1] then
+                redis.call('ZREM', KEYS[1], m)
+              elseif not (h[2] and tonumber(h[2]) * 1000 <= now) then
+                keys[#keys + 1] = m
+              end
+            end
+            min = '(' .. m
+          end
+          if #members < batch then return {keys, 0} end
+        end
+        """)
+}

@@ -1,0 +1,258 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// The networked KV engine: one Redis (a primary, with replicas and Sentinel for
+/// failover) shared by every gateway machine (docs/scaling.md). Same semantics as
+/// DirectoryStore, each operation one atomic Lua script (RedisScripts.swift).
+///
+/// Opening the store connects to nothing: the first operation does, so a filter started
+/// while Redis is down answers 503s and recovers by itself. Any failure to reach Redis is
+/// `KVError.unavailable`; the connection is then dropped and the next operation connects
+/// afresh. Reads that fail on a reused connection are retried once on a new one; writes
+/// are not (Redis may have applied one whose reply was lost), which is why idle
+/// connections are checked for a server-side close before a write is sent on them.
+public final class RedisStore: KVStore, @unchecked Sendable {
+    public let location: RedisLocation
+    private let credentials: RedisCredentials
+    /// Milliseconds added to Redis's clock (EDGEPIPE_CLOCK_OFFSET; tests move it).
+    private let clockOffsetMillis: @Sendable () -> Int
+    private let pool = ConnectionPool()
+    private let entryPrefix: [UInt8]
+    private let indexKey: [UInt8]
+
+    public init(location: RedisLocation, credentials: RedisCredentials,
+                clockOffsetMillis: @escaping @Sendable () -> Int = RedisStore.environmentClockOffset) {
+        self.location = location
+        self.credentials = credentials
+        self.clockOffsetMillis = clockOffsetMillis
+        entryPrefix = Array(location.prefix.utf8) + Array("e:".utf8)
+        indexKey = Array(location.prefix.utf8) + Array("index".utf8)
+    }
+
+    /// The store named by a redis://, rediss:// or redis+unix:// URL, with the password
+    /// from the environment (RedisCredentials.fromEnvironment).
+    public convenience init(url: String) throws(KVError) {
+        let location = try RedisLocation.parse(url)
+        self.init(location: location, credentials: try RedisCredentials.fromEnvironment(username: location.username))
+    }
+
+    public static let environmentClockOffset: @Sendable () -> Int = {
+        (environment("EDGEPIPE_CLOCK_OFFSET").flatMap { Int($0) } ?? 0) * 1000
+    }
+
+    // MARK: KVStore
+
+    public func get(_ key: String) throws(KVError) -> KVEntry? {
+        try KVFileName.validate(key)
+        let reply = try run(RedisScript.get, keys: [entryKey(key)], args: [offset()], isWrite: false)
+        if case .null = reply { return nil }
+        guard let fields = reply.elements, fields.count == 4, let valueBytes = fields[0].bytes,
+              let version = fields[1].int else { throw unexpected(reply) }
+        let value: JSON
+        do { value = try JSONReader.parse(valueBytes) }
+        catch { throw KVError.unavailable("corrupt value of \(key.debugDescription) in \(location): \(error)") }
+        var metadata: JSON?
+        if let m = fields[2].bytes {
+            do { metadata = try JSONReader.parse(m) }
+            catch { throw KVError.unavailable("corrupt metadata of \(key.debugDescription) in \(location): \(error)") }
+        }
+        var expiresAt: Int?
+        if case .null = fields[3] {} else {
+            guard let e = fields[3].int else { throw unexpected(reply) }
+            expiresAt = e
+        }
+        return KVEntry(key: key, value: value, version: version, metadata: metadata, expiresAt: expiresAt)
+    }
+
+    @discardableResult
+    public func put(_ key: String, _ value: JSON, metadata: JSON?, expiresAt: Int?) throws(KVError) -> KVEntry {
+        try write("put", key, expected: nil, value, metadata: metadata, expiresAt: expiresAt)
+    }
+
+    @discardableResult
+    public func create(_ key: String, _ value: JSON, metadata: JSON?, expiresAt: Int?) throws(KVError) -> KVEntry {
+        try write("create", key, expected: nil, value, metadata: metadata, expiresAt: expiresAt)
+    }
+
+    @discardableResult
+    public func compareAndSwap(_ key: String, expected: Int?, _ value: JSON, metadata: JSON?,
+                               expiresAt: Int?) throws(KVError) -> KVEntry {
+        try write("cas", key, expected: expected, value, metadata: metadata, expiresAt: expiresAt)
+    }
+
+    @discardableResult
+    public func delete(_ key: String) throws(KVError) -> Bool {
+        try KVFileName.validate(key)
+        let reply = try run(RedisScript.delete, keys: [entryKey(key), indexKey],
+                            args: [offset(), Array(key.utf8)], isWrite: true)
+        guard let n = reply.int else { throw unexpected(reply) }
+        return n == 1
+    }
+
+    public func list(prefix: String, limit: Int, cursor: String?) throws(KVError) -> KVPage {
+        let limit = max(1, min(limit, 10_000))
+        let prefixBytes = Array(prefix.utf8)
+        var start: [UInt8] = prefixBytes.isEmpty ? [UInt8(ascii: "-")] : [UInt8(ascii: "[")] + prefixBytes
+        if let cursor {
+            // The same cursor as DirectoryStore's (the last key listed, hex), so a cursor
+            // means the same thing whatever the engine.
+            guard let after = Hex.decode(cursor), !after.isEmpty, Array(Hex.encode(after).utf8) == Array(cursor.utf8),
+                  String(validating: after, as: UTF8.self) != nil else { throw KVError.invalidCursor }
+            if !after.lexicographicallyPrecedes(prefixBytes) { start = [UInt8(ascii: "(")] + after }
+        }
+        // 0xFF never occurs in UTF-8, so "[prefix\xff" is above every key that starts with prefix.
+        let end: [UInt8] = prefixBytes.isEmpty ? [UInt8(ascii: "+")] : [UInt8(ascii: "[")] + prefixBytes + [0xFF]
+        let reply = try run(RedisScript.list, keys: [indexKey],
+                            args: [offset(), prefixBytes, start, end, Array(String(limit).utf8), entryPrefix],
+                            isWrite: false)
+        guard let parts = reply.elements, parts.count == 2, let members = parts[0].elements, let more = parts[1].int
+        else { throw unexpected(reply) }
+        var keys: [String] = []
+        keys.reserveCapacity(members.count)
+        for m in members {
+            guard let bytes = m.bytes, let key = String(validating: bytes, as: UTF8.self) else { throw unexpected(reply) }
+            keys.append(key)
+        }
+        let cursorOut = more == 1 && !keys.isEmpty ? Hex.encode(Array(keys.last!.utf8)) : nil
+        return KVPage(keys: keys, cursor: cursorOut)
+    }
+
+    // MARK: Internals
+
+    private func write(_ mode: String, _ key: String, expected: Int?, _ value: JSON, metadata: JSON?,
+                       expiresAt: Int?) throws(KVError) -> KVEntry {
+        try KVFileName.validate(key)
+        let metadata = metadata.flatMap { $0.isNull ? nil : $0 }
+        let offsetMillis = clockOffsetMillis()
+        var physical: [UInt8] = []
+        if let expiresAt {
+            // Redis deletes the hash at the expiry on its own clock; the logical check in the
+            // scripts includes the offset, so the physical one is shifted back by it.
+            if expiresAt <= 0 {
+                physical = Array("1".utf8)
+            } else if expiresAt < 100_000_000_000 {
+                physical = Array(String(max(1, expiresAt * 1000 - offsetMillis)).utf8)
+            }   // else: beyond year 5000, expiry is left to the logical check alone
+        }
+        let args: [[UInt8]] = [
+            Array(String(offsetMillis).utf8), Array(mode.utf8), expected.map { Array(String($0).utf8) } ?? [],
+            Array(key.utf8), value.serialized(), metadata?.serialized() ?? [],
+            expiresAt.map { Array(String($0).utf8) } ?? [], physical,
+        ]
+        let reply = try run(RedisScript.write, keys: [entryKey(key), indexKey], args: args, isWrite: true)
+        guard let parts = reply.elements, parts.count == 2, let code = parts[0].int, let n = parts[1].int else {
+            throw unexpected(reply)
+        }
+        switch code {
+        case 0: return KVEntry(key: key, value: value, version: n, metadata: metadata, expiresAt: expiresAt)
+        case 1: throw KVError.exists
+        case 2: throw KVError.versionMismatch(current: n < 0 ? nil : n)
+        default: throw unexpected(reply)
+        }
+    }
+
+    private func entryKey(_ key: String) -> [UInt8] { entryPrefix + Array(key.utf8) }
+    private func offset() -> [UInt8] { Array(String(clockOffsetMillis()).utf8) }
+
+    private func unexpected(_ reply: RESPValue) -> KVError {
+        KVError.unavailable("unexpected reply from \(location)")
+    }
+
+    /// Runs a script by its SHA (loading it with EVAL when the server does not know it, as
+    /// after a restart), then WAITs for replicas after a write when configured.
+    private func run(_ script: RedisScript, keys: [[UInt8]], args: [[UInt8]], isWrite: Bool) throws(KVError) -> RESPValue {
+        let numKeys = Array(String(keys.count).utf8)
+        let waitFor = isWrite && location.waitReplicas > 0
+        var wait: [[[UInt8]]] = []
+        if waitFor {
+            wait = [[Array("WAIT".utf8), Array(String(location.waitReplicas).utf8),
+                     Array(String(location.waitTimeoutMillis).utf8)]]
+        }
+        let evalsha = [[Array("EVALSHA".utf8), script.sha, numKeys] + keys + args] + wait
+        let eval = [[Array("EVAL".utf8), script.source, numKeys] + keys + args] + wait
+        // WAIT blocks up to its own timeout: give the round trip that much more.
+        let timeout = location.timeoutMillis + (waitFor ? location.waitTimeoutMillis : 0)
+
+        var attempt = 0
+        while true {
+            attempt += 1
+            let (connection, reused) = try checkout()
+            do {
+                var replies = try connection.roundTrip(evalsha, timeoutMillis: timeout)
+                if case .error(let e) = replies[0], e.hasPrefix("NOSCRIPT") {
+                    replies = try connection.roundTrip(eval, timeoutMillis: timeout)
+                }
+                if case .error(let e) = replies[0] {
+                    // A replica after a failover, a loading or unauthenticated server: this
+                    // connection leads nowhere useful; the next call reconnects.
+                    let fatal = ["READONLY", "MASTERDOWN", "LOADING", "NOAUTH", "WRONGPASS", "NOPERM"].contains { e.hasPrefix($0) }
+                    if !fatal { pool.checkin(connection) }
+                    throw RedisFailure.server(String(e.prefix(200)))
+                }
+                if waitFor {
+                    let acknowledged = replies[1].int ?? 0
+                    pool.checkin(connection)
+                    if acknowledged < location.waitReplicas {
+                        throw KVError.unavailable("\(location): written on the primary but acknowledged by \(acknowledged) of "
+                                                  + "\(location.waitReplicas) replicas within \(location.waitTimeoutMillis) ms")
+                    }
+                    return replies[0]
+                }
+                pool.checkin(connection)
+                return replies[0]
+            } catch let failure as RedisFailure {
+                switch failure {
+                case .server(let text):
+                    throw KVError.unavailable("\(location): \(text)")
+                case .io(let text, let sent):
+                    if reused && attempt == 1 && (!isWrite || !sent) { continue }
+                    throw KVError.unavailable("\(location): \(text)")
+                }
+            } catch let error as KVError {
+                throw error
+            } catch {
+                throw KVError.unavailable("\(location): \(error)")
+            }
+        }
+    }
+
+    /// An idle connection that is still open, or a new one.
+    private func checkout() throws(KVError) -> (RedisConnection, reused: Bool) {
+        while let c = pool.checkoutIdle() {
+            if !c.isStale { return (c, true) }
+        }
+        do { return (try RedisConnection(location, credentials), false) }
+        catch { throw KVError.unavailable(error.message) }
+    }
+}
+
+/// Idle connections for reuse across calls and threads (a filter uses one; the tests use
+/// several threads on one store).
+private final class ConnectionPool: @unchecked Sendable {
+    private let mutex: UnsafeMutablePointer<pthread_mutex_t>
+    private var idle: [RedisConnection] = []
+    private let maxIdle = 8
+
+    init() {
+        mutex = .allocate(capacity: 1)
+        pthread_mutex_init(mutex, nil)
+    }
+
+    deinit {
+        pthread_mutex_destroy(mutex)
+        mutex.deallocate()
+    }
+
+    func checkoutIdle() -> RedisConnection? {
+        pthread_mutex_lock(mutex); defer { pthread_mutex_unlock(mutex) }
+        return idle.popLast()
+    }
+
+    func checkin(_ connection: RedisConnection) {
+        pthread_mutex_lock(mutex); defer { pthread_mutex_unlock(mutex) }
+        if idle.count < maxIdle { idle.append(connection) }
+    }
+}

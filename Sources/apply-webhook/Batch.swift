@@ -1,0 +1,210 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+import Common
+
+/// Batch mode: replays and migrations. Every input item goes through the same
+/// WebhookProcessor as a live delivery.
+///
+/// Inputs: files of one JSON item per line (stdin when no path is given), and
+/// directories, whose regular files (not starting with '.', in byte order of their
+/// names) each hold one JSON item, pretty-printed or not. An item is either
+///   - a delivery: {"headers": {"Stripe-Signature": "..."}, "body": "<exact body>"}
+///     (or "body_base64"; headers may also be [[name, value], ...] as in records), or
+///   - a raw event: {"id": "evt_...", "object": "event", ...}, accepted only with
+///     --no-verify-signatures (a trusted export: nothing to verify it with).
+struct Batch {
+    var processor: WebhookProcessor
+    var verify: Bool
+    var showProgress: Bool
+
+    var counts: [Outcome.Kind: Int] = [:]
+    var total = 0
+    /// Pending events (of this run or an earlier one) applied because an item of this
+    /// run brought their customer's user. Items are counted by their own outcome.
+    var drained = 0
+    private var lastProgress = 0
+
+    init(processor: WebhookProcessor, verify: Bool, showProgress: Bool) {
+        self.processor = processor; self.verify = verify; self.showProgress = showProgress
+    }
+
+    enum Stop: Error { case storeFailed(String) }
+
+    /// Runs every input; returns the exit status (0, 1 when any item was invalid, 3 when
+    /// the store failed and the run stopped early).
+    mutating func run(paths: [String]) -> Int32 {
+        do {
+            if paths.isEmpty {
+                try lines(fd: 0, name: "stdin")
+            } else {
+                for path in paths { try input(path) }
+            }
+        } catch Stop.storeFailed(let why) {
+            finishProgress()
+            Log.error("stopped: \(why); nothing after this event was applied, re-run the batch to resume")
+            summary()
+            return 3
+        } catch {
+            Log.fatal("\(error)", status: 3)
+        }
+        finishProgress()
+        summary()
+        return (counts[.invalid] ?? 0) > 0 ? 1 : 0
+    }
+
+    private mutating func input(_ path: String) throws {
+        var st = stat()
+        guard stat(path, &st) == 0 else {
+            count(invalidItem("\(path): cannot open: \(String(cString: strerror(errno)))"))
+            return
+        }
+        if st.st_mode & S_IFMT == S_IFDIR {
+            for name in Self.entries(path) {
+                let file = path.hasSuffix("/") ? path + name : path + "/" + name
+                var fst = stat()
+                guard stat(file, &fst) == 0, fst.st_mode & S_IFMT == S_IFREG else { continue }
+                guard let bytes = readFile(file) else {
+                    count(invalidItem("\(file): cannot read"))
+                    continue
+                }
+                try item(bytes, at: file)
+            }
+        } else {
+            let fd = open(path, O_RDONLY | O_CLOEXEC)
+            guard fd >= 0 else {
+                count(invalidItem("\(path): cannot open: \(String(cString: strerror(errno)))"))
+                return
+            }
+            defer { close(fd) }
+            try lines(fd: fd, name: path)
+        }
+    }
+
+    private mutating func lines(fd: Int32, name: String) throws {
+        var reader = LineReader(fd: fd)
+        var number = 0
+        var failure: Error?
+        reader.forEachLine { event in
+            guard failure == nil else { return }
+            number += 1
+            switch event {
+            case .line(let line):
+                if line.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }) { return }
+                do { try item(Array(line), at: "\(name):\(number)") } catch { failure = error }
+            case .tooLong:
+                count(invalidItem("\(name):\(number): line longer than \(LineReader.defaultMaxLine) bytes"))
+            }
+        }
+        if let failure { throw failure }
+    }
+
+    private mutating func item(_ bytes: [UInt8], at place: String) throws {
+        let value: JSON
+        do { value = try JSONReader.parse(bytes) } catch {
+            count(invalidItem("\(place): not JSON: \(error)"))
+            return
+        }
+        let response: WebhookProcessor.Response
+        if let o = value.object, o["object"]?.string != "event", o["body"] != nil || o["body_base64"] != nil {
+            guard let body = Self.body(o) else {
+                count(invalidItem("\(place): delivery body is not a string (or valid base64)"))
+                return
+            }
+            response = processor.process(body: body, signature: Self.signature(o["headers"]), verify: verify)
+        } else if verify {
+            count(invalidItem("\(place): an unsigned event; pass --no-verify-signatures for a trusted export"))
+            return
+        } else {
+            do { response = processor.apply(try StripeEvent(json: value)) } catch {
+                count(invalidItem("\(place): \(error.message)"))
+                return
+            }
+        }
+        let o = response.outcome
+        if o.kind == .error { throw Stop.storeFailed("\(place): \(o.reason ?? "store error")") }
+        if o.kind == .invalid { Log.error("\(place): invalid: \(o.reason ?? "")") }
+        count(o)
+    }
+
+    private func invalidItem(_ message: String) -> Outcome {
+        Log.error(message)
+        var o = Outcome(kind: .invalid)
+        o.reason = message
+        return o
+    }
+
+    private mutating func count(_ o: Outcome) {
+        total += 1
+        counts[o.kind, default: 0] += 1
+        drained += o.drained.count
+        progress()
+    }
+
+    // MARK: Output
+
+    private mutating func progress() {
+        guard showProgress else { return }
+        let t = Clock.monotonicMillis()
+        guard t - lastProgress >= 200 else { return }
+        lastProgress = t
+        FileOutput.writeAll(2, Array("\r\(Log.program): \(total) events, \(describe())\u{1B}[K".utf8))
+    }
+
+    private func finishProgress() {
+        if showProgress && lastProgress != 0 { FileOutput.writeAll(2, Array("\r\u{1B}[K".utf8)) }
+    }
+
+    private func describe() -> String {
+        Outcome.Kind.allCases.filter { $0 != .error }.map { "\(counts[$0] ?? 0) \($0.rawValue)" }.joined(separator: ", ")
+    }
+
+    /// A JSON line on stdout for scripts, a sentence on stderr for people.
+    private func summary() {
+        var o = JSONObject()
+        o["events"] = JSON(total)
+        for kind in Outcome.Kind.allCases where kind != .error { o[kind.rawValue] = JSON(counts[kind] ?? 0) }
+        o["drained"] = JSON(drained)
+        var line = JSON.object(o).serialized()
+        line.append(0x0A)
+        FileOutput.writeAll(1, line)
+        Log.error("\(total) events: \(describe()); \(drained) pending events drained")
+    }
+
+    // MARK: Delivery files
+
+    static func body(_ o: JSONObject) -> [UInt8]? {
+        if let s = o["body"]?.string { return Array(s.utf8) }
+        if let b = o["body_base64"]?.string { return Base64.decode(b) }
+        return nil
+    }
+
+    /// The Stripe-Signature header, whatever the case of its name.
+    static func signature(_ headers: JSON?) -> String? {
+        if let o = headers?.object {
+            for m in o.members where m.key.lowercased() == "stripe-signature" { return m.value.string }
+        }
+        for pair in headers?.array ?? [] {
+            if let p = pair.array, p.count == 2, p[0].string?.lowercased() == "stripe-signature" { return p[1].string }
+        }
+        return nil
+    }
+
+    /// Names in a directory, in byte order, without hidden files.
+    static func entries(_ path: String) -> [String] {
+        guard let dir = opendir(path) else { return [] }
+        defer { closedir(dir) }
+        var names: [[UInt8]] = []
+        while let e = readdir(dir) {
+            let name = withUnsafeBytes(of: e.pointee.d_name) { raw in
+                Array(raw.prefix(while: { $0 != 0 }))
+            }
+            if name.first == UInt8(ascii: ".") { continue }
+            names.append(name)
+        }
+        names.sort { $0.lexicographicallyPrecedes($1) }
+        return names.map { String(decoding: $0, as: UTF8.self) }
+    }
+}

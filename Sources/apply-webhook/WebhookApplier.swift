@@ -1,0 +1,225 @@
+import Common
+
+/// The outcome of one event, as the audit annotation and the batch summary report it.
+struct Outcome: Equatable {
+    enum Kind: String, CaseIterable {
+        case applied, duplicate, stale, pending, ignored, invalid
+        /// The store failed: nothing is known to be written; Stripe (or a re-run) retries.
+        case error
+    }
+    var kind: Kind
+    var eventID: String?
+    var eventType: String?
+    var uid: String?
+    var before: SubscriptionState.Status?
+    var after: SubscriptionState.Status?
+    var reason: String?
+    /// Pending events this one unblocked (it brought the customer's user), and theirs.
+    var drained: [Outcome] = []
+
+    /// The `annotations.audit` value read by the audit tool.
+    var audit: JSON {
+        var o = JSONObject()
+        o["kind"] = "stripe"
+        o["event_id"] = eventID.map { .string($0) } ?? .null
+        o["event_type"] = eventType.map { .string($0) } ?? .null
+        o["uid"] = uid.map { .string($0) } ?? .null
+        o["outcome"] = .string(kind.rawValue)
+        o["before"] = before.map { .string($0.rawValue) } ?? .null
+        o["after"] = after.map { .string($0.rawValue) } ?? .null
+        if let reason { o["reason"] = .string(reason) }
+        if !drained.isEmpty {
+            o["drained"] = .array(drained.map { d in
+                var e = JSONObject()
+                e["event_id"] = d.eventID.map { .string($0) } ?? .null
+                e["event_type"] = d.eventType.map { .string($0) } ?? .null
+                e["outcome"] = .string(d.kind.rawValue)
+                e["after"] = d.after.map { .string($0.rawValue) } ?? .null
+                return .object(e)
+            })
+        }
+        return .object(o)
+    }
+}
+
+/// Applies verified events to the store. Keys (all in one KV store):
+///
+///   sub/<uid>                  the user's SubscriptionState (read by `kv serve`)
+///   customer/<cus_id>          {"uid": ...}: who a Stripe customer is
+///   event/<evt_id>             {"uid","type","outcome"}: processed (expires after `eventTTL`)
+///   pending/<cus_id>/<evt_id>  {"event": ...}: waiting for the customer's user
+///
+/// Crash safety comes from the order of writes and from every step being idempotent:
+/// the user's state is updated (compare-and-swap, so concurrent processes serialise)
+/// with the event id in its recent list, then pending events are drained, then the
+/// event marker is written. A process killed between any two steps leaves an event
+/// Stripe re-delivers (no 200 was sent) or a batch re-run replays; the replay finds the
+/// id in the state's recent list (or the merge finds nothing newer to write) and
+/// completes the remaining steps.
+final class WebhookApplier {
+    let store: any KVStore
+    let interpreter: Interpreter
+    let eventTTL: Int
+    let now: () -> Int
+    var log: (String) -> Void = { Log.error($0) }
+    private var warnedPrices: Set<String> = []
+
+    static let defaultEventTTL = 30 * 86_400
+
+    init(store: any KVStore, plans: Plans, eventTTL: Int = WebhookApplier.defaultEventTTL,
+         now: @escaping () -> Int = { Clock.now() }) {
+        self.store = store
+        self.interpreter = Interpreter(plans: plans)
+        self.eventTTL = eventTTL
+        self.now = now
+    }
+
+    static func eventKey(_ id: String) -> String { "event/" + id }
+    static func customerKey(_ id: String) -> String { "customer/" + id }
+    static func pendingPrefix(_ customer: String) -> String { "pending/" + customer + "/" }
+
+    /// Applies one event. Throws only when the store fails (KVError) or holds a state
+    /// it cannot read; the caller answers 503 / 500 and the event is retried.
+    func apply(_ event: StripeEvent) throws -> Outcome {
+        var outcome = Outcome(kind: .applied, eventID: event.id, eventType: event.type)
+
+        if let marker = try store.get(Self.eventKey(event.id)) {
+            outcome.kind = .duplicate
+            outcome.uid = marker.value["uid"]?.string
+            if let uid = outcome.uid {
+                let status = try readState(uid)?.status
+                outcome.before = status; outcome.after = status
+            }
+            outcome.reason = "event already processed (\(marker.value["outcome"]?.string ?? "?"))"
+            return outcome
+        }
+
+        let change: Change
+        switch interpreter.interpret(event) {
+        case .ignored(let why):
+            outcome.kind = .ignored
+            outcome.reason = why
+            try writeMarker(event, uid: nil, outcome: .ignored)
+            return outcome
+        case .change(let c):
+            change = c
+        }
+        let unknown = change.unknownPrices.filter { !warnedPrices.contains($0) }
+        if !unknown.isEmpty {
+            // Once per price and process: a replay must not print it a million times.
+            warnedPrices.formUnion(unknown)
+            log("event \(event.id): price \(unknown.joined(separator: ", ")) not in the plans file")
+        }
+
+        // Who is the user: named on the object, else known from the customer.
+        var mapped: String?
+        if let customer = change.customer {
+            mapped = try store.get(Self.customerKey(customer))?.value["uid"]?.string
+        }
+        guard let uid = change.uid ?? mapped else {
+            guard let customer = change.customer else {
+                outcome.kind = .ignored
+                outcome.reason = "the event names neither a user nor a customer"
+                try writeMarker(event, uid: nil, outcome: .ignored)
+                return outcome
+            }
+            return try park(event, customer: customer)
+        }
+        outcome.uid = uid
+
+        if let customer = change.customer, mapped != uid {
+            try store.put(Self.customerKey(customer), ["uid": .string(uid)], metadata: nil, expiresAt: nil)
+            if let mapped { log("customer \(customer) moves from user \(mapped) to \(uid) (event \(event.id))") }
+        }
+
+        var merged: StateMerge.Result = .duplicate
+        var before: SubscriptionState.Status?
+        let entry = try store.update(SubscriptionState.key(uid: uid)) { entry in
+            let current = try entry.map { try SubscriptionState(json: $0.value) }
+            before = current?.status
+            merged = StateMerge.merge(change, uid: uid, into: current)
+            switch merged {
+            case .applied(let next), .stale(_, let next?): return next.json
+            default: return nil
+            }
+        }
+        outcome.before = before
+        outcome.after = try entry.map { try SubscriptionState(json: $0.value).status }
+        let markerOutcome: Outcome.Kind
+        switch merged {
+        case .applied:
+            outcome.kind = .applied
+            markerOutcome = .applied
+        case .duplicate:
+            // Applied by an earlier delivery that died before its marker was written.
+            outcome.kind = .duplicate
+            outcome.reason = "event already applied to the user's state"
+            markerOutcome = .applied
+        case .stale(let why, _):
+            outcome.kind = .stale
+            outcome.reason = why
+            markerOutcome = .stale
+        }
+
+        // An event naming its user is the kind that creates the customer's mapping, so it
+        // drains the customer's pending events: also when re-delivered, which finishes a
+        // drain a crash interrupted. Events found through the mapping do not list.
+        if change.uid != nil, let customer = change.customer {
+            outcome.drained = try drain(customer: customer)
+        }
+        try writeMarker(event, uid: uid, outcome: markerOutcome)
+        return outcome
+    }
+
+    /// Keeps an event nobody can be found for yet, then looks again: a checkout for the
+    /// same customer may have stored the mapping (and drained) between our two reads.
+    private func park(_ event: StripeEvent, customer: String) throws -> Outcome {
+        let key = Self.pendingPrefix(customer) + event.id
+        try store.put(key, ["event": event.json], metadata: nil, expiresAt: nil)
+        if try store.get(Self.customerKey(customer))?.value["uid"]?.string != nil {
+            let drained = try drain(customer: customer)
+            if let mine = drained.first(where: { $0.eventID == event.id }) { return mine }
+        }
+        var outcome = Outcome(kind: .pending, eventID: event.id, eventType: event.type)
+        outcome.reason = "no user known for customer \(customer) yet"
+        return outcome
+    }
+
+    /// Applies every pending event of a customer whose user is now known. Safe to run
+    /// in several processes at once: each event is applied idempotently, then removed.
+    func drain(customer: String) throws -> [Outcome] {
+        let prefix = Self.pendingPrefix(customer)
+        var keys: [String] = []
+        var cursor: String?
+        repeat {
+            let page = try store.list(prefix: prefix, limit: 1000, cursor: cursor)
+            keys += page.keys
+            cursor = page.cursor
+        } while cursor != nil
+        var results: [Outcome] = []
+        for key in keys {
+            guard let entry = try store.get(key) else { continue }   // another process took it
+            guard let json = entry.value["event"], let event = try? StripeEvent(json: json) else {
+                log("pending entry \(key) is not an event; left in place")
+                continue
+            }
+            let outcome = try apply(event)
+            if outcome.kind == .pending { continue }   // mapping vanished: stays parked
+            try store.delete(key)
+            results.append(outcome)
+        }
+        return results
+    }
+
+    private func writeMarker(_ event: StripeEvent, uid: String?, outcome: Outcome.Kind) throws {
+        var value = JSONObject()
+        value["uid"] = uid.map { .string($0) } ?? .null
+        value["type"] = .string(event.type)
+        value["outcome"] = .string(outcome.rawValue)
+        try store.put(Self.eventKey(event.id), .object(value), metadata: nil, expiresAt: now() + eventTTL)
+    }
+
+    private func readState(_ uid: String) throws -> SubscriptionState? {
+        try store.get(SubscriptionState.key(uid: uid)).map { try SubscriptionState(json: $0.value) }
+    }
+}

@@ -1,0 +1,260 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+import Common
+
+public struct DecoderSettings: Sendable {
+    public var limits = HTTPLimits()
+    /// Between requests (and before the first): the connection is closed silently.
+    public var idleTimeoutMs = 60_000
+    /// From the first byte of a request to the end of its head (slowloris): 408.
+    public var headerTimeoutMs = 10_000
+    /// From the end of the head to the end of the body: 408.
+    public var bodyTimeoutMs = 30_000
+    /// After the last request, how long unread client bytes are read and dropped so that
+    /// closing the socket does not reset the connection under the response.
+    public var lingerMs = 2_000
+    public var lingerMaxBytes = 16 << 20
+    public var readSize = 256 << 10
+    public var input: Int32 = 0
+    public var output: Int32 = 1
+    public init() {}
+
+    /// Why these settings cannot work, if they cannot.
+    public var problem: String? {
+        let positive = [("--max-request-line", limits.maxRequestLine), ("--max-header-bytes", limits.maxHeaderBytes),
+                        ("--max-headers", limits.maxHeaderCount), ("--max-body", limits.maxBody),
+                        ("--idle-timeout-ms", idleTimeoutMs), ("--header-timeout-ms", headerTimeoutMs),
+                        ("--body-timeout-ms", bodyTimeoutMs)]
+        for (name, value) in positive where value <= 0 { return "\(name) must be positive, got \(value)" }
+        if lingerMs < 0 { return "--linger-ms must not be negative" }
+        // A record carries the body as base64 at worst, and records are at most 16 MiB.
+        if limits.maxBody > LineReader.defaultMaxLine / 4 * 3 - (1 << 20) {
+            return "--max-body must stay under \(LineReader.defaultMaxLine / 4 * 3 - (1 << 20)) bytes (records are at most 16 MiB)"
+        }
+        return nil
+    }
+}
+
+/// Socket bytes in, request records out. One instance per connection.
+public struct HTTPDecoder {
+    public let settings: DecoderSettings
+    public let remote: String?
+
+    public init(settings: DecoderSettings, remote: String?) {
+        self.settings = settings
+        self.remote = remote
+    }
+
+    static let continueResponse = Array("HTTP/1.1 100 Continue\r\n\r\n".utf8)
+
+    /// Runs until the connection's last request; returns the exit status.
+    public func run() -> Int32 {
+        signal(SIGPIPE, SIG_IGN)
+        var parser = RequestParser(limits: settings.limits)
+        var out: [UInt8] = []
+        out.reserveCapacity(1 << 16)
+        var nextID = 1
+        let chunk = UnsafeMutableRawBufferPointer.allocate(byteCount: settings.readSize, alignment: 16)
+        defer { chunk.deallocate() }
+        var phase = parser.phase
+        var phaseStart = Clock.monotonicMillis()
+
+        while true {
+            // Everything parseable now becomes records; they are written in one go before
+            // the next wait, so pipelined requests cost one write, not one each.
+            var completed = false
+            parsing: while true {
+                switch parser.next() {
+                case .needMore:
+                    break parsing
+                case .request(let request):
+                    RequestRecord.make(request, id: String(nextID), remote: remote).object.write(to: &out)
+                    out.append(0x0A)
+                    nextID += 1
+                    completed = true
+                    if !request.keepAlive { return stop(&out, linger: true, chunk) }
+                case .continueExpected:
+                    // The socket is bidirectional, so the interim response goes straight back
+                    // to the client; when it fails (stdin is a pipe) the client sends anyway.
+                    _ = FileOutput.writeAll(settings.input, Self.continueResponse)
+                case .failure(let failure):
+                    Log.error("\(failure.status) \(failure.message)")
+                    RequestRecord.failure(failure, id: String(nextID), method: parser.partialMethod,
+                                          version: parser.partialVersion, remote: remote).object.write(to: &out)
+                    out.append(0x0A)
+                    return stop(&out, linger: true, chunk)
+                }
+            }
+            if !out.isEmpty {
+                guard FileOutput.writeAll(settings.output, out) else { return 1 }
+                out.removeAll(keepingCapacity: true)
+            }
+
+            let now = Clock.monotonicMillis()
+            // Each request gets its own timer, also when the next one's head started in
+            // the same read (a steady pipelining client is not a slow one).
+            if parser.phase != phase || completed { phase = parser.phase; phaseStart = now }
+            let limit: Int
+            switch phase {
+            case .idle: limit = settings.idleTimeoutMs
+            case .head: limit = settings.headerTimeoutMs
+            case .body: limit = settings.bodyTimeoutMs
+            }
+            let remaining = phaseStart + limit - now
+            switch wait(remaining) {
+            case .timeout:
+                if phase == .idle { return stop(&out, linger: false, chunk) }
+                let failure = HTTPFailure(408, "request_timeout",
+                                          phase == .head ? "request head not received in time" : "request body not received in time")
+                Log.error("408 \(failure.message)")
+                RequestRecord.failure(failure, id: String(nextID), method: parser.partialMethod,
+                                      version: parser.partialVersion, remote: remote).object.write(to: &out)
+                out.append(0x0A)
+                return stop(&out, linger: true, chunk)
+            case .outputGone:
+                return 1
+            case .readable:
+                let n = read(settings.input, chunk.baseAddress!, chunk.count)
+                if n > 0 {
+                    parser.append(UnsafeRawBufferPointer(rebasing: chunk[0..<n]))
+                } else if n < 0 && errno == EINTR {
+                    continue
+                } else {
+                    // End of input (or a reset): a request cut short is still answered, since
+                    // a half-closed client may be waiting for it.
+                    if n == 0, let failure = parser.finish() {
+                        RequestRecord.failure(failure, id: String(nextID), method: parser.partialMethod,
+                                              version: parser.partialVersion, remote: remote).object.write(to: &out)
+                        out.append(0x0A)
+                    }
+                    return stop(&out, linger: false, chunk)
+                }
+            }
+        }
+    }
+
+    private enum Wait { case readable, timeout, outputGone }
+
+    /// Waits for input, watching the output too: when the rest of the pipeline has exited
+    /// there is no one left to answer, so there is no point waiting for the client.
+    private func wait(_ milliseconds: Int) -> Wait {
+        if milliseconds <= 0 { return .timeout }
+        var fds = [pollfd(fd: settings.input, events: Int16(POLLIN), revents: 0),
+                   pollfd(fd: settings.output, events: 0, revents: 0)]
+        while true {
+            let rc = poll(&fds, 2, Int32(min(milliseconds, Int(Int32.max))))
+            if rc < 0 && errno == EINTR { continue }
+            if rc == 0 { return .timeout }
+            if rc < 0 { return .readable }   // let read() report the problem
+            if fds[1].revents & Int16(POLLERR | POLLHUP | POLLNVAL) != 0 { return .outputGone }
+            return .readable
+        }
+    }
+
+    /// Writes what is pending, closes standard output (the end of the records: the pipeline
+    /// behind us finishes its work and exits), then lingers.
+    private func stop(_ out: inout [UInt8], linger: Bool, _ chunk: UnsafeMutableRawBufferPointer) -> Int32 {
+        if !out.isEmpty && !FileOutput.writeAll(settings.output, out) { return 1 }
+        close(settings.output)
+        if linger { drain(chunk) }
+        return 0
+    }
+
+    /// Reads and drops what the client still sends, for a bounded time: closing a TCP socket
+    /// with unread data sends RST, and a client's kernel that receives RST discards the
+    /// response it has not read yet.
+    private func drain(_ chunk: UnsafeMutableRawBufferPointer) {
+        let deadline = Clock.monotonicMillis() + settings.lingerMs
+        var total = 0
+        while total < settings.lingerMaxBytes {
+            let remaining = deadline - Clock.monotonicMillis()
+            if remaining <= 0 { return }
+            var fds = [pollfd(fd: settings.input, events: Int16(POLLIN), revents: 0)]
+            let rc = poll(&fds, 1, Int32(remaining))
+            if rc < 0 && errno == EINTR { continue }
+            if rc <= 0 { return }
+            let n = read(settings.input, chunk.baseAddress!, chunk.count)
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { return }
+            total += n
+        }
+    }
+}
+
+/// Request records as docs/protocol.md describes them.
+public enum RequestRecord {
+    public static func make(_ r: HTTPRequest, id: String, remote: String?) -> Record {
+        var o = JSONObject()
+        o.members.reserveCapacity(9)
+        o.members.append(.init("id", .string(id)))
+        o.members.append(.init("method", .string(r.method)))
+        o.members.append(.init("path", .string(r.path)))
+        o.members.append(.init("query", .string(r.query)))
+        o.members.append(.init("version", .string(r.version)))
+        var headers: [JSON] = []
+        headers.reserveCapacity(r.headers.count)
+        for h in r.headers { headers.append(.array([.string(h.name), .string(h.value)])) }
+        o.members.append(.init("headers", .array(headers)))
+        var record = Record(o)
+        record.body = r.body
+        if let remote { record.object.members.append(.init("remote", .string(remote))) }
+        record.object.members.append(.init("keep_alive", .bool(r.keepAlive)))
+        return record
+    }
+
+    /// The response record for a request that could not be read: it passes every filter
+    /// untouched and closes the connection once written.
+    public static func failure(_ f: HTTPFailure, id: String, method: String?, version: String?, remote: String?) -> Record {
+        var o = JSONObject()
+        o.members.append(.init("id", .string(id)))
+        if let method { o.members.append(.init("method", .string(method))) }
+        o.members.append(.init("version", .string(version ?? "HTTP/1.1")))
+        o.members.append(.init("keep_alive", .bool(false)))
+        if let remote { o.members.append(.init("remote", .string(remote))) }
+        return Record(o).errorResponse(status: f.status, error: f.code, message: f.message)
+    }
+}
+
+/// The client's address, from whichever launcher started us.
+public enum RemoteAddress {
+    public static func detect(fd: Int32 = 0, environment env: (String) -> String? = { environment($0) }) -> String? {
+        // tcpserver and s6 set TCPREMOTEIP, systemd (Accept=yes) REMOTE_ADDR, socat SOCAT_PEERADDR;
+        // inetd only hands over the socket.
+        for name in ["TCPREMOTEIP", "REMOTE_ADDR", "SOCAT_PEERADDR"] {
+            if let v = env(name) { return normalize(v) }
+        }
+        return peerName(fd)
+    }
+
+    /// "::ffff:1.2.3.4" is an IPv4 client on a dual-stack socket: report "1.2.3.4".
+    static func normalize(_ address: String) -> String {
+        var a = Substring(address)
+        if a.hasPrefix("[") && a.hasSuffix("]") { a = a.dropFirst().dropLast() }
+        if a.lowercased().hasPrefix("::ffff:") && a.contains(".") { a = a.dropFirst(7) }
+        return String(a)
+    }
+
+    static func peerName(_ fd: Int32) -> String? {
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let rc = withUnsafeMutablePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getpeername(fd, $0, &length) }
+        }
+        guard rc == 0 else { return nil }
+        var text = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN) + 1)
+        switch Int32(storage.ss_family) {
+        case AF_INET:
+            var a = withUnsafePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { $0.pointee.sin_addr } }
+            guard inet_ntop(AF_INET, &a, &text, socklen_t(text.count)) != nil else { return nil }
+        case AF_INET6:
+            var a = withUnsafePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { $0.pointee.sin6_addr } }
+            guard inet_ntop(AF_INET6, &a, &text, socklen_t(text.count)) != nil else { return nil }
+        default:
+            return nil   // a socketpair (socat EXEC) or a pipe has no client address
+        }
+        return normalize(text.withUnsafeBufferPointer { String(cString: $0.baseAddress!) })
+    }
+}

@@ -1,0 +1,78 @@
+import Common
+
+/// The filter as configured by options and environment. Files are read here, once per
+/// process, i.e. once per connection: an edited blocklist applies to the next connection.
+extension ReserveFilter {
+    static func configured(_ options: inout Options) -> ReserveFilter {
+        let storePath = options.value("--store", env: "EDGEPIPE_KV") ?? environment("EDGEPIPE_DATA").map { $0 + "/kv" }
+        let blocklistPath = options.value("--blocklist", env: "EDGEPIPE_RESERVE_BLOCKLIST")
+        let pagePath = options.value("--page", env: "EDGEPIPE_RESERVE_PAGE")
+        let adminsPath = options.value("--admins", env: "EDGEPIPE_RESERVE_ADMINS_FILE")
+        let sendmail = options.value("--sendmail", env: "EDGEPIPE_RESERVE_SENDMAIL")
+        let outbox = options.value("--outbox", env: "EDGEPIPE_RESERVE_OUTBOX")
+            ?? environment("EDGEPIPE_DATA").map { $0 + "/reserve/outbox" }
+        var settings = ReservationSettings()
+        settings.baseURL = options.value("--base-url", env: "EDGEPIPE_RESERVE_BASE_URL") ?? settings.baseURL
+        settings.mailFrom = options.value("--mail-from", env: "EDGEPIPE_RESERVE_MAIL_FROM") ?? settings.mailFrom
+        settings.tokenTTL = options.int("--token-ttl", env: "EDGEPIPE_RESERVE_TOKEN_TTL", default: settings.tokenTTL)
+        settings.grace = options.int("--grace", env: "EDGEPIPE_RESERVE_GRACE", default: settings.grace)
+        let timeout = options.int("--sendmail-timeout", env: "EDGEPIPE_RESERVE_SENDMAIL_TIMEOUT_MS", default: 10_000)
+        if let extra = options.rest().first { Log.fatal("unexpected argument '\(extra)' (try --help)") }
+
+        guard settings.tokenTTL > 0 else { Log.fatal("--token-ttl must be positive") }
+        guard settings.grace > 0 else { Log.fatal("--grace must be positive") }
+        guard timeout > 0 else { Log.fatal("--sendmail-timeout must be positive") }
+        guard ConfirmationMail.isSafeHeaderValue(settings.mailFrom) else { Log.fatal("--mail-from holds a control character") }
+        guard settings.baseURL.hasPrefix("http://") || settings.baseURL.hasPrefix("https://"),
+              ConfirmationMail.isSafeHeaderValue(settings.baseURL), !settings.baseURL.contains(" ") else {
+            Log.fatal("--base-url must be an http:// or https:// URL")
+        }
+
+        var blocklist = Blocklist()
+        if let blocklistPath {
+            guard let loaded = Blocklist.load(path: blocklistPath) else { Log.fatal("cannot read blocklist \(blocklistPath)") }
+            blocklist = loaded
+        }
+        var page: [UInt8]?
+        if let pagePath {
+            guard let bytes = readFile(pagePath, limit: 1 << 20) else { Log.fatal("cannot read page \(pagePath)") }
+            page = bytes
+        }
+        var admins = Set<String>()
+        if let adminsPath {
+            guard let bytes = readFile(adminsPath, limit: 1 << 20) else { Log.fatal("cannot read admins \(adminsPath)") }
+            admins.formUnion(Self.uids(String(decoding: bytes, as: UTF8.self), separator: "\n"))
+        }
+        if let list = environment("EDGEPIPE_RESERVE_ADMINS") { admins.formUnion(Self.uids(list, separator: ",")) }
+
+        let mailer: any Mailer
+        if let sendmail {
+            mailer = SendmailMailer(command: sendmail, timeoutMillis: timeout)
+        } else if let outbox {
+            mailer = MaildirMailer(directory: outbox)
+        } else {
+            Log.fatal("no way to send mail: give --sendmail CMD or --outbox DIR (or set EDGEPIPE_DATA)")
+        }
+
+        guard let storePath else { Log.fatal("no store: pass --store DIR or set EDGEPIPE_KV or EDGEPIPE_DATA") }
+        do {
+            let store = try openStore(storePath)
+            let reservations = Reservations(store: store, blocklist: blocklist, mailer: mailer, settings: settings)
+            return ReserveFilter(reservations: reservations, storeProblem: "", page: page, admins: admins)
+        } catch {
+            // Not fatal: the page still works, and each reservation request gets a 503.
+            Log.error("cannot open the store \(storePath): \(error)")
+            return ReserveFilter(reservations: nil, storeProblem: error.description, page: page, admins: admins)
+        }
+    }
+
+    /// uids, one per line (or comma-separated), `#` comments, blanks skipped.
+    static func uids(_ text: String, separator: Character) -> [String] {
+        text.split(separator: separator).compactMap { raw in
+            var line = Substring(raw)
+            if let hash = line.firstIndex(of: "#") { line = line[..<hash] }
+            let uid = String(line.filter { $0 != " " && $0 != "\t" && $0 != "\r" && $0 != "\n" })
+            return uid.isEmpty ? nil : uid
+        }
+    }
+}

@@ -1,0 +1,190 @@
+import Common
+
+struct GateSettings {
+    /// Route names (annotations.route.name, from `route`) that need no token.
+    var publicRoutes: Set<String> = []
+    /// Path prefixes that need no token (segment-wise: /healthz covers /healthz/x, not /healthzz).
+    var publicPrefixes: [String] = []
+    /// Claims forwarded as headers on success, e.g. ("email", "x-authenticated-email").
+    var claimHeaders: [(claim: String, header: String)] = []
+    /// Add annotations.audit to every rejection.
+    var auditFailures = false
+    /// Skip signature and claim checks, keeping only the token's sub (EDGEPIPE_ENV=local only).
+    var insecureNoVerify = false
+    /// Retry-After on a 503, in seconds.
+    var retryAfter = 30
+}
+
+/// The per-record logic of verify-jwt.
+///
+/// First, always: remove every header this tool injects (x-authenticated-* and the
+/// configured claim headers), so a client can never claim an identity, whatever the route.
+/// Public routes then pass (with any Bearer credential dropped: downstream never sees a raw
+/// token). Other requests need exactly one `Authorization: Bearer <jwt>` that verifies; it
+/// is replaced by `x-authenticated-uid` (and the configured claim headers) and
+/// annotations.auth = {"uid": sub}. Anything else is answered here: 401 (400 for two
+/// Authorization headers), or 503 when no signing keys can be had.
+final class Gate {
+    let settings: GateSettings
+    let verifier: JWTVerifier
+    let keys: KeyStore?
+    let now: () -> Int
+    private let injectedNames: Set<String>
+
+    init(settings: GateSettings, verifier: JWTVerifier, keys: KeyStore?, now: @escaping () -> Int = { Clock.now() }) {
+        self.settings = settings
+        self.verifier = verifier
+        self.keys = keys
+        self.now = now
+        injectedNames = Set(settings.claimHeaders.map { $0.header })
+    }
+
+    static let uidHeader = "x-authenticated-uid"
+
+    func handle(_ record: inout Record) {
+        var kept: [JSON] = []
+        var authorizations: [JSON] = []
+        var changed = false
+        if case .array(let list)? = record.object["headers"] {
+            kept.reserveCapacity(list.count + 1 + settings.claimHeaders.count)
+            for item in list {
+                if case .array(let pair) = item, pair.count == 2, case .string(let rawName) = pair[0] {
+                    let name = Self.lowercased(rawName)
+                    if name.hasPrefix("x-authenticated-") || injectedNames.contains(name) { changed = true; continue }
+                    if name == "authorization" { authorizations.append(pair[1]); changed = true; continue }
+                }
+                kept.append(item)
+            }
+        }
+
+        if isPublic(record) {
+            // Other schemes (Basic for some webhook) are not this gate's business: kept as sent.
+            for value in authorizations {
+                if case .string(let v) = value, Self.bearerToken(v) != nil { continue }
+                kept.append(.array([.string("authorization"), value]))
+            }
+            if changed { record.object["headers"] = .array(kept) }
+            return
+        }
+
+        guard authorizations.count <= 1 else {
+            return reject(&record, status: 400, code: "invalid_request", reason: "more than one Authorization header",
+                          challenge: "Bearer error=\"invalid_request\", error_description=\"more than one Authorization header\"")
+        }
+        guard case .string(let credentials)? = authorizations.first else {
+            return reject(&record, status: 401, code: "unauthorized", reason: "a Bearer token is required", challenge: "Bearer")
+        }
+        guard let token = Self.bearerToken(credentials) else {
+            return reject(&record, status: 401, code: "unauthorized", reason: "the Authorization scheme must be Bearer",
+                          challenge: "Bearer")
+        }
+
+        let subject: String
+        let claims: JSONObject
+        do {
+            if settings.insecureNoVerify {
+                (subject, claims) = try Self.unverifiedSubject(token, maxBytes: verifier.maxTokenBytes)
+            } else {
+                let keys = self.keys
+                let verified = try verifier.verify(token, now: now()) { kid, alg throws(JWTError) in
+                    guard let keys else { throw .keysUnavailable }
+                    return try keys.verifier(kid: kid, algorithm: alg)
+                }
+                (subject, claims) = (verified.subject, verified.claims)
+            }
+        } catch .keysUnavailable {
+            return reject(&record, status: 503, code: "keys_unavailable",
+                          reason: "token signing keys are unavailable; try again later",
+                          extra: [Header("retry-after", String(settings.retryAfter))], audit: "signing keys unavailable")
+        } catch {
+            let reason = error.reason
+            return reject(&record, status: 401, code: "invalid_token", reason: reason,
+                          challenge: "Bearer error=\"invalid_token\", error_description=\"\(reason)\"")
+        }
+
+        kept.append(.array([.string(Self.uidHeader), .string(subject)]))
+        for (claim, header) in settings.claimHeaders {
+            if let value = claims[claim].flatMap(Self.headerValue) {
+                kept.append(.array([.string(header), .string(value)]))
+            }
+        }
+        record.object["headers"] = .array(kept)
+        record.setAnnotation(AnnotationKey.auth, .object(JSONObject([("uid", .string(subject))])))
+    }
+
+    private func reject(_ record: inout Record, status: Int, code: String, reason: String, challenge: String? = nil,
+                        extra: [Header] = [], audit: String? = nil) {
+        if settings.auditFailures {
+            record.setAnnotation(AnnotationKey.audit, .object(JSONObject([
+                ("kind", "auth"), ("outcome", "rejected"), ("reason", .string(audit ?? reason)),
+            ])))
+        }
+        var headers = extra
+        if let challenge { headers.insert(Header("www-authenticate", challenge), at: 0) }
+        record = record.errorResponse(status: status, error: code, message: reason, headers: headers)
+    }
+
+    func isPublic(_ record: Record) -> Bool {
+        if !settings.publicRoutes.isEmpty,
+           case .object(let notes)? = record.object["annotations"],
+           case .object(let route)? = notes["route"],
+           case .string(let name)? = route["name"],
+           settings.publicRoutes.contains(name) {
+            return true
+        }
+        return !settings.publicPrefixes.isEmpty && Self.matchesPrefix(record.path, settings.publicPrefixes)
+    }
+
+    /// Segment-wise prefix match on a path that has no dot segments and no encoded slash,
+    /// dot or backslash: otherwise /healthz/../v1/subscription would count as public here
+    /// and be normalised into a protected path further on.
+    static func matchesPrefix(_ path: String, _ prefixes: [String]) -> Bool {
+        guard path.hasPrefix("/"), !path.contains("\\"), !path.contains("//") else { return false }
+        let lower = path.lowercased()
+        for bad in ["%2e", "%2f", "%5c", "/./", "/../"] where lower.contains(bad) { return false }
+        if lower.hasSuffix("/.") || lower.hasSuffix("/..") { return false }
+        for prefix in prefixes {
+            if path == prefix { return true }
+            if path.hasPrefix(prefix) && (prefix.hasSuffix("/") || path.utf8.dropFirst(prefix.utf8.count).first == UInt8(ascii: "/")) {
+                return true
+            }
+        }
+        return false
+    }
+
+    /// The token of `Bearer <token>` (scheme case-insensitive, RFC 7235 §2.1), else nil.
+    static func bearerToken(_ credentials: String) -> String? {
+        let utf8 = credentials.utf8
+        guard utf8.count > 7 else { return nil }
+        let scheme = String(decoding: utf8.prefix(6), as: UTF8.self).lowercased()
+        guard scheme == "bearer", utf8.dropFirst(6).first == UInt8(ascii: " ") else { return nil }
+        let rest = Substring(credentials).dropFirst(7).drop { $0 == " " }
+        guard !rest.isEmpty else { return nil }
+        return String(rest)
+    }
+
+    /// The bypass: structure and subject only, no signature, no claims.
+    static func unverifiedSubject(_ token: String, maxBytes: Int) throws(JWTError) -> (String, JSONObject) {
+        let jws = try CompactJWS.parse(token, maxBytes: maxBytes)
+        guard case .string(let sub)? = jws.payload["sub"], ClaimsPolicy.isValidSubject(sub) else { throw .invalidSubject }
+        return (sub, jws.payload)
+    }
+
+    /// Strings, numbers and booleans become header values; a value with a control
+    /// character is dropped rather than forwarded.
+    static func headerValue(_ value: JSON) -> String? {
+        switch value {
+        case .string(let s):
+            for scalar in s.unicodeScalars where scalar.value < 0x20 || scalar.value == 0x7F { return nil }
+            return s
+        case .number(let n): return n
+        case .bool(let b): return b ? "true" : "false"
+        default: return nil
+        }
+    }
+
+    static func lowercased(_ name: String) -> String {
+        for b in name.utf8 where b >= 0x41 && b <= 0x5A { return name.lowercased() }
+        return name
+    }
+}

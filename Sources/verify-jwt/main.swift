@@ -1,0 +1,76 @@
+import Common
+
+let usage = """
+usage: verify-jwt [--firebase-project ID | --jwks-url URL | --jwks-file FILE | --discovery-url URL | --dev-keys DIR]
+                  [--issuer ISS]... [--audience AUD]... [--algorithm ALG]... [--leeway S]
+                  [--public-route NAME]... [--public-prefix PATH]... [--claim-header CLAIM=HEADER]...
+                  [--jwks-cache DIR] [--refetch-cooldown S] [--fetch-timeout-ms MS] [--default-max-age S]
+                  [--stale-grace S] [--max-token-bytes N] [--audit-failures] [--insecure-no-verify]
+
+A filter of the record protocol (docs/protocol.md): verifies the Bearer JWT of each request
+record on standard input and writes the record, or its answer, to standard output.
+Place it after `route` so public routes can be named. Responses pass through untouched.
+
+Every request first loses any x-authenticated-* header (and configured claim headers) the
+client sent. Public routes then pass without a token. Otherwise:
+  valid token      Authorization removed; x-authenticated-uid: <sub> (and claim headers)
+                   added; annotations.auth = {"uid": <sub>}; passed on
+  no token         401, WWW-Authenticate: Bearer, {"error":"unauthorized",...}
+  invalid token    401, WWW-Authenticate: Bearer error="invalid_token", error_description="<reason>",
+                   {"error":"invalid_token","message":"<reason>"}
+  keys unavailable 503 {"error":"keys_unavailable",...} (endpoint down and nothing usable cached)
+
+Keys (one source):
+  --firebase-project ID   issuer https://securetoken.google.com/ID, audience ID, Google's
+                          securetoken X.509 keys (--jwks-url/--jwks-file may relocate them)
+  --jwks-url URL          a JWK Set or X.509 certificate map over https (http: loopback only)
+  --jwks-file FILE        the same, from a file
+  --discovery-url URL     an OpenID configuration; its jwks_uri is fetched, its issuer checked
+  --dev-keys DIR          the local key set `sign-jwt dev` made (issuer/audience edgepipe-dev)
+Checks:
+  --issuer ISS, --audience AUD   exact, repeatable (aud may be an array in the token)
+  --algorithm ALG         allowed algorithms, repeatable or comma-separated (default RS256;
+                          RS384 RS512 PS256 ES256 ES384 EdDSA)
+  --leeway S              clock skew tolerated for exp, nbf, iat, auth_time (default 60)
+  --max-token-bytes N     longer tokens are refused unread (default 8192)
+Routes and headers:
+  --public-route NAME     a route name that needs no token, repeatable
+  --public-prefix PATH    a path prefix that needs no token, repeatable
+  --claim-header C=H      forward claim C as header H on success, repeatable
+  --audit-failures        add annotations.audit {"kind":"auth","outcome":"rejected",...} to rejections
+Key cache (fetched sets only):
+  --jwks-cache DIR        shared cache directory (default $EDGEPIPE_DATA/jwks)
+  --refetch-cooldown S    minimum seconds between fetches across processes (default 30)
+  --fetch-timeout-ms MS   bound on one fetch (default 2000)
+  --default-max-age S     freshness without Cache-Control max-age (default 21600)
+  --stale-grace S         use expired keys this long while fetches fail (default 21600)
+Local only:
+  --insecure-no-verify    skip all checks but the token's shape and sub; refused unless
+                          EDGEPIPE_ENV=local; warns on every start
+
+Environment (flags win): EDGEPIPE_FIREBASE_PROJECT, EDGEPIPE_JWKS_URL, EDGEPIPE_JWKS_FILE,
+  EDGEPIPE_OIDC_DISCOVERY_URL, EDGEPIPE_DEV_KEYS, EDGEPIPE_JWT_ISSUER, EDGEPIPE_JWT_AUDIENCE,
+  EDGEPIPE_JWT_ALGORITHMS, EDGEPIPE_JWT_LEEWAY, EDGEPIPE_JWT_MAX_BYTES, EDGEPIPE_JWT_PUBLIC_ROUTES,
+  EDGEPIPE_JWT_PUBLIC_PREFIXES, EDGEPIPE_JWT_CLAIM_HEADERS (lists comma-separated),
+  EDGEPIPE_JWKS_CACHE, EDGEPIPE_DATA, EDGEPIPE_JWKS_COOLDOWN, EDGEPIPE_JWKS_TIMEOUT_MS,
+  EDGEPIPE_JWKS_MAX_AGE, EDGEPIPE_JWKS_STALE_GRACE, EDGEPIPE_JWT_AUDIT_FAILURES,
+  EDGEPIPE_JWT_INSECURE_NO_VERIFY, EDGEPIPE_ENV, EDGEPIPE_CLOCK_OFFSET, SSL_CERT_FILE, SSL_CERT_DIR.
+
+Exit status: 0 at end of input; 1 when standard output closes; 2 on a configuration error.
+Details: docs/verify-jwt.md
+"""
+
+var options = Options(program: "verify-jwt", usage: usage)
+let configuration: Configuration
+do {
+    configuration = try Configuration.parse(&options)
+} catch {
+    Log.fatal(error.description)
+}
+if let extra = options.rest().first { Log.fatal("unexpected argument '\(extra)' (try --help)") }
+if configuration.gate.insecureNoVerify {
+    Log.error("WARNING: --insecure-no-verify: tokens are NOT verified; any client can claim any uid (EDGEPIPE_ENV=local)")
+}
+let store = configuration.source.map { KeyStore(source: $0, settings: configuration.store) }
+let gate = Gate(settings: configuration.gate, verifier: configuration.verifier, keys: store)
+FilterLoop.run { record in gate.handle(&record) }

@@ -1,0 +1,501 @@
+"""kv against Redis (--store redis://...): the same command line and exit codes as the
+directory store, the races between real processes (one winner, no lost update),
+authentication from the environment or a file, TLS with a private CA, a Unix socket, and
+Redis killed and restarted under load: exit 5 / 503 with a clear message in between,
+back to work without restarting anything.
+
+Each test starts its own redis-server (apt-get install -y redis-server) on a free
+loopback port, without persistence unless the test needs it."""
+import datetime
+import json
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import binary, free_port, request, wait_for_port
+
+OK, NOT_FOUND, USAGE, EXISTS, MISMATCH, UNAVAILABLE = 0, 1, 2, 3, 4, 5
+
+
+class RedisServer:
+    """redis-server as a child process, on a fixed port so it can be killed and restarted."""
+
+    def __init__(self, tmp_path, *extra, port=None, unixsocket=None, tls=None):
+        if shutil.which("redis-server") is None:
+            pytest.fail("redis-server is missing: apt-get install -y redis-server")
+        self.dir = tmp_path
+        self.port = port or free_port()
+        self.extra = list(extra)
+        self.unixsocket = unixsocket
+        self.tls = tls
+        self.proc = None
+        self.start()
+
+    def args(self):
+        args = ["redis-server", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no",
+                "--dir", str(self.dir)]
+        if self.tls:
+            args += ["--port", "0", "--tls-port", str(self.port), "--tls-cert-file", self.tls["cert"],
+                     "--tls-key-file", self.tls["key"], "--tls-ca-cert-file", self.tls["ca"], "--tls-auth-clients", "no"]
+        else:
+            args += ["--port", str(self.port)]
+        if self.unixsocket:
+            args += ["--unixsocket", str(self.unixsocket), "--unixsocketperm", "700"]
+        return args + self.extra
+
+    def start(self):
+        self.log = open(self.dir / f"redis-{self.port}.log", "ab")
+        self.proc = subprocess.Popen(self.args(), stdout=self.log, stderr=subprocess.STDOUT)
+        wait_for_port(self.port)
+        if self.unixsocket:
+            deadline = time.time() + 5
+            while not os.path.exists(self.unixsocket) and time.time() < deadline:
+                time.sleep(0.02)
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+        self.log.close()
+
+    def cli(self, *args, password=None):
+        env = dict(os.environ)
+        if password:
+            env["REDISCLI_AUTH"] = password
+        p = subprocess.run(["redis-cli", "-p", str(self.port), *args], capture_output=True, env=env, timeout=10)
+        return p.stdout.decode().strip()
+
+    @property
+    def url(self):
+        return f"redis://127.0.0.1:{self.port}/0"
+
+
+@pytest.fixture
+def redis(tmp_path):
+    server = RedisServer(tmp_path)
+    yield server
+    server.kill()
+
+
+def kv(store, *args, input=None, env=None, timeout=30):
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("EDGEPIPE_REDIS_") and k != "EDGEPIPE_KV"}
+    if env:
+        full_env.update(env)
+    if isinstance(input, str):
+        input = input.encode()
+    return subprocess.run([binary("kv"), "--store", str(store), *args], input=input,
+                          capture_output=True, timeout=timeout, env=full_env)
+
+
+def out(proc):
+    return proc.stdout.decode()
+
+
+def err(proc):
+    return proc.stderr.decode()
+
+
+# --- the command line, as with a directory ----------------------------------------------
+
+def test_put_get_delete_with_the_same_output_and_exit_codes_as_a_directory(redis):
+    p = kv(redis.url, "put", "sub/Alice", '{"plan": "pro"}', "--metadata", '{"by":"test"}')
+    assert p.returncode == OK, err(p)
+    assert json.loads(out(p)) == {"key": "sub/Alice", "version": 1, "expires_at": None}
+    assert out(kv(redis.url, "get", "sub/Alice")) == '{"plan":"pro"}\n'
+    assert json.loads(out(kv(redis.url, "get", "sub/Alice", "--entry"))) == {
+        "key": "sub/Alice", "version": 1, "expires_at": None, "metadata": {"by": "test"}, "value": {"plan": "pro"}}
+    assert json.loads(out(kv(redis.url, "put", "sub/Alice", '"two"')))["version"] == 2
+    assert kv(redis.url, "delete", "sub/Alice").returncode == OK
+    p = kv(redis.url, "get", "sub/Alice")
+    assert (p.returncode, out(p)) == (NOT_FOUND, "")
+    assert kv(redis.url, "delete", "sub/Alice").returncode == NOT_FOUND
+
+
+def test_create_of_an_existing_key_exits_3_and_keeps_the_first_value(redis):
+    assert kv(redis.url, "create", "resv/seat-1", '{"by": 1}').returncode == OK
+    p = kv(redis.url, "create", "resv/seat-1", '{"by": 2}')
+    assert p.returncode == EXISTS and "exists" in err(p)
+    assert json.loads(out(kv(redis.url, "get", "resv/seat-1"))) == {"by": 1}
+
+
+def test_cas_writes_only_on_the_expected_version(redis):
+    assert kv(redis.url, "cas", "c", "1", "--version", "0").returncode == OK
+    assert kv(redis.url, "cas", "c", "9", "--version", "0").returncode == MISMATCH
+    assert kv(redis.url, "cas", "c", "2", "--version", "1").returncode == OK
+    p = kv(redis.url, "cas", "c", "3", "--version", "1")
+    assert p.returncode == MISMATCH and "current 2" in err(p)
+    assert out(kv(redis.url, "get", "c")) == "2\n"
+
+
+def test_list_pages_in_byte_order_with_a_cursor(redis):
+    keys = [f"page/{i:02d}" for i in range(23)] + ["page/Z", "page/é", "other/1"]
+    for k in keys:
+        assert kv(redis.url, "put", k, "0").returncode == OK
+    seen, cursor, pages = [], None, 0
+    while True:
+        args = ["list", "--prefix", "page/", "--limit", "10"] + (["--cursor", cursor] if cursor else [])
+        page = json.loads(out(kv(redis.url, *args)))
+        seen += page["keys"]
+        pages += 1
+        cursor = page["cursor"]
+        if cursor is None:
+            break
+    expected = sorted((k for k in keys if k.startswith("page/")), key=lambda k: k.encode())
+    assert seen == expected and pages == 3
+    assert kv(redis.url, "list", "--cursor", "zz-not-hex").returncode == USAGE
+
+
+def test_ttl_expires_the_key_and_create_over_it_succeeds(redis):
+    assert kv(redis.url, "create", "hold", '"a"', "--ttl", "30").returncode == OK
+    assert kv(redis.url, "create", "hold", '"b"').returncode == EXISTS
+    later = {"EDGEPIPE_CLOCK_OFFSET": "31"}   # Redis's clock plus 31 s, for the store's checks
+    assert kv(redis.url, "get", "hold", env=later).returncode == NOT_FOUND
+    assert json.loads(out(kv(redis.url, "list", env=later)))["keys"] == []
+    assert kv(redis.url, "create", "hold", '"b"', env=later).returncode == OK
+    assert out(kv(redis.url, "get", "hold")) == '"b"\n'
+
+
+def test_ttl_is_enforced_by_redis_itself(redis):
+    assert kv(redis.url, "put", "short", "1", "--ttl", "1").returncode == OK
+    ttl = int(redis.cli("PTTL", "edgepipe:e:short"))
+    assert 0 < ttl <= 1000
+    time.sleep(ttl / 1000 + 0.1)
+    assert kv(redis.url, "get", "short").returncode == NOT_FOUND
+    assert redis.cli("EXISTS", "edgepipe:e:short") == "0"
+
+
+def test_entries_are_hashes_under_the_prefix_with_an_ordered_index(redis):
+    url = redis.url + "?prefix=app1:"
+    kv(url, "put", "b", '{"x":1}', "--metadata", "[1]")
+    kv(url, "put", "a", "2")
+    assert redis.cli("HGET", "app1:e:b", "value") == '{"x":1}'
+    assert redis.cli("HGET", "app1:e:b", "metadata") == "[1]"
+    assert redis.cli("ZRANGE", "app1:index", "0", "-1").split() == ["a", "b"]
+    assert kv(redis.url, "get", "b").returncode == NOT_FOUND, "another prefix is another store"
+
+
+def test_database_number_in_the_url_selects_the_redis_database(redis):
+    assert kv(f"redis://127.0.0.1:{redis.port}/3", "put", "k", "1").returncode == OK
+    assert kv(redis.url, "get", "k").returncode == NOT_FOUND
+    assert redis.cli("-n", "3", "EXISTS", "edgepipe:e:k") == "1"
+
+
+def test_bad_redis_urls_exit_5_without_echoing_a_password(redis):
+    p = kv(f"redis://user:s3cr3t-in-url@127.0.0.1:{redis.port}/0", "get", "k")
+    assert p.returncode == UNAVAILABLE
+    assert "s3cr3t" not in err(p) and "EDGEPIPE_REDIS_PASSWORD" in err(p)
+    p = kv(f"redis://127.0.0.1:{redis.port}/0?timeout=1", "get", "k")
+    assert p.returncode == UNAVAILABLE and "unknown option timeout" in err(p)
+
+
+# --- races between processes -------------------------------------------------------------
+
+def test_fifty_concurrent_creates_have_exactly_one_winner(redis):
+    procs = [subprocess.Popen([binary("kv"), "--store", redis.url, "create", "reservation", json.dumps({"by": i})],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for i in range(50)]
+    codes = [p.wait(timeout=60) for p in procs]
+    for p in procs:
+        p.stdout.close()
+        p.stderr.close()
+    assert codes.count(OK) == 1, codes
+    assert codes.count(EXISTS) == 49, codes
+    assert json.loads(out(kv(redis.url, "get", "reservation"))) == {"by": codes.index(OK)}
+
+
+def increment(url, key, times, counts):
+    done = 0
+    while done < times:
+        p = kv(url, "get", key, "--entry")
+        if p.returncode == NOT_FOUND:
+            version, value = 0, 0
+        else:
+            assert p.returncode == OK, err(p)
+            entry = json.loads(out(p))
+            version, value = entry["version"], entry["value"]
+        c = kv(url, "cas", key, str(value + 1), "--version", str(version))
+        if c.returncode == OK:
+            done += 1
+        else:
+            assert c.returncode == MISMATCH, err(c)
+            counts["conflicts"] += 1
+
+
+def test_twenty_processes_incrementing_by_cas_lose_no_update(redis):
+    workers, each = 20, int(os.environ.get("KV_TEST_INCREMENTS", "5"))
+    counts = {"conflicts": 0}
+    threads = [threading.Thread(target=increment, args=(redis.url, "counter", each, counts)) for _ in range(workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    entry = json.loads(out(kv(redis.url, "get", "counter", "--entry")))
+    assert entry["value"] == workers * each
+    assert entry["version"] == workers * each
+    assert counts["conflicts"] > 0, "the processes never raced; the test proves nothing"
+
+
+# --- Redis down and back -----------------------------------------------------------------
+
+def test_redis_down_exits_5_with_a_clear_message_then_works_after_restart(redis):
+    assert kv(redis.url, "put", "k", "1").returncode == OK
+    redis.kill()
+    start = time.time()
+    p = kv(redis.url, "get", "k")
+    assert p.returncode == UNAVAILABLE
+    assert f"store unavailable: cannot connect to redis://127.0.0.1:{redis.port}/0" in err(p)
+    assert "Connection refused" in err(p)
+    assert kv(redis.url, "put", "k", "2").returncode == UNAVAILABLE
+    assert time.time() - start < 5
+    redis.start()
+    assert kv(redis.url, "put", "k", "3").returncode == OK
+    assert out(kv(redis.url, "get", "k")) == "3\n"
+
+
+def test_unreachable_host_fails_within_the_connect_timeout(redis):
+    # 10.255.255.1 is not routed from a test machine: the connect hangs until the timeout.
+    start = time.time()
+    p = kv("redis://10.255.255.1:6379/0?connect_timeout_ms=300", "get", "k")
+    assert p.returncode == UNAVAILABLE
+    assert time.time() - start < 3
+    assert "10.255.255.1" in err(p)
+
+
+def sub_request(uid, id="1"):
+    rec = request(id=id, method="GET", path="/v1/subscription",
+                  headers=[["host", "localhost"], ["x-authenticated-uid", uid]])
+    rec["annotations"] = {"route": {"name": "subscription", "params": {}}, "auth": {"uid": uid}}
+    return rec
+
+
+class Filter:
+    """A long-running filter process fed one line at a time."""
+
+    def __init__(self, *args, env=None):
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("EDGEPIPE_REDIS_")}
+        full_env.update(env or {})
+        self.proc = subprocess.Popen([binary(args[0]), *args[1:]], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, env=full_env)
+
+    def ask(self, record):
+        self.proc.stdin.write((json.dumps(record) + "\n").encode())
+        self.proc.stdin.flush()
+        return json.loads(self.proc.stdout.readline())
+
+    def close(self):
+        self.proc.stdin.close()
+        code = self.proc.wait(timeout=10)
+        log = self.proc.stderr.read().decode()
+        self.proc.stdout.close()
+        self.proc.stderr.close()
+        return code, log
+
+
+def test_kv_serve_answers_503_while_redis_is_down_and_recovers_without_restart(redis):
+    state = {"uid": "u1", "status": "active", "plan": "pro", "current_period_end": int(time.time()) + 86400,
+             "trial_end": None, "cancel_at_period_end": False, "customer": "cus_1", "subscription": "sub_1",
+             "updated": int(time.time()), "last_event_id": "evt_1"}
+    serve = Filter("kv", "--store", redis.url, "serve")
+    try:
+        assert kv(redis.url, "put", "sub/u1", json.dumps(state)).returncode == OK
+        first = serve.ask(sub_request("u1", "1"))
+        assert first["status"] == 200 and json.loads(first["body"])["status"] == "active"
+        redis.kill()
+        down = serve.ask(sub_request("u1", "2"))
+        assert down["status"] == 503
+        assert json.loads(down["body"])["error"] == "unavailable"
+        assert ["retry-after", "1"] in down["headers"]
+        redis.start()
+        assert kv(redis.url, "put", "sub/u1", json.dumps(state)).returncode == OK
+        back = serve.ask(sub_request("u1", "3"))
+        assert back["status"] == 200 and json.loads(back["body"])["plan"] == "pro"
+    finally:
+        code, log = serve.close()
+    assert code == 0
+    assert f"redis://127.0.0.1:{redis.port}/0" in log   # the 503's reason, on stderr
+
+
+def test_acknowledged_writes_survive_redis_killed_and_restarted_mid_load(tmp_path):
+    # Durable Redis: every write is in the append-only file before Redis replies.
+    server = RedisServer(tmp_path, "--appendonly", "yes", "--appendfsync", "always")
+    results = {}
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def writer(w):
+        i = 0
+        while not stop.is_set():
+            key = f"w{w}/{i}"
+            p = kv(server.url + "?connect_timeout_ms=200&timeout_ms=500", "put", key, str(i))
+            with lock:
+                results[key] = (p.returncode, err(p))
+            i += 1
+
+    threads = [threading.Thread(target=writer, args=(w,)) for w in range(4)]
+    try:
+        for t in threads:
+            t.start()
+        time.sleep(0.5)
+        server.kill()
+        time.sleep(0.5)
+        server.start()
+        time.sleep(0.5)
+        stop.set()
+        for t in threads:
+            t.join()
+        codes = [code for code, _ in results.values()]
+        assert set(codes) <= {OK, UNAVAILABLE}, results
+        assert codes.count(UNAVAILABLE) > 0, "Redis was never seen down; the test proves nothing"
+        assert codes.count(OK) > 10
+        for key, (code, log) in results.items():
+            if code == UNAVAILABLE:
+                assert "store unavailable" in log and str(server.port) in log
+            else:
+                p = kv(server.url, "get", key)
+                assert (p.returncode, out(p)) == (OK, key.split("/")[1] + "\n"), f"acknowledged {key} was lost"
+    finally:
+        stop.set()
+        server.kill()
+
+
+# --- authentication, TLS, Unix socket ----------------------------------------------------
+
+PASSWORD = "pw-7c1f 'quoted' $x"
+
+
+@pytest.fixture
+def secured(tmp_path):
+    server = RedisServer(tmp_path, "--requirepass", PASSWORD)
+    yield server
+    server.kill()
+
+
+def test_password_from_the_environment(secured):
+    p = kv(secured.url, "put", "k", "1", env={"EDGEPIPE_REDIS_PASSWORD": PASSWORD})
+    assert p.returncode == OK, err(p)
+    assert secured.cli("HGET", "edgepipe:e:k", "value", password=PASSWORD) == "1"
+
+
+def test_password_from_a_file(secured, tmp_path):
+    f = tmp_path / "redis-password"
+    f.write_text(PASSWORD + "\n")
+    f.chmod(0o400)
+    p = kv(secured.url, "put", "k", "2", env={"EDGEPIPE_REDIS_PASSWORD_FILE": str(f)})
+    assert p.returncode == OK, err(p)
+    assert out(kv(secured.url, "get", "k", env={"EDGEPIPE_REDIS_PASSWORD_FILE": str(f)})) == "2\n"
+
+
+def test_missing_or_wrong_password_exits_5_without_printing_it(secured):
+    p = kv(secured.url, "get", "k")
+    assert p.returncode == UNAVAILABLE and "NOAUTH" in err(p)
+    p = kv(secured.url, "get", "k", env={"EDGEPIPE_REDIS_PASSWORD": "wrong-password-123"})
+    assert p.returncode == UNAVAILABLE
+    assert "authentication failed" in err(p) and "EDGEPIPE_REDIS_PASSWORD" in err(p)
+    assert "wrong-password-123" not in err(p)
+
+
+def test_acl_user_and_password(tmp_path):
+    server = RedisServer(tmp_path, "--user", "gateway on >gw-secret ~edgepipe:* +@all", "--user", "default off")
+    try:
+        url = f"redis://gateway@127.0.0.1:{server.port}/0"
+        p = kv(url, "put", "k", "1", env={"EDGEPIPE_REDIS_PASSWORD": "gw-secret"})
+        assert p.returncode == OK, err(p)
+        p = kv(server.url, "get", "k", env={"EDGEPIPE_REDIS_PASSWORD": "gw-secret"})
+        assert p.returncode == UNAVAILABLE, "the default user is off"
+        p = kv(url + "?prefix=elsewhere:", "put", "k", "1", env={"EDGEPIPE_REDIS_PASSWORD": "gw-secret"})
+        assert p.returncode == UNAVAILABLE and "NOPERM" in err(p)
+    finally:
+        server.kill()
+
+
+def test_unix_socket_url(tmp_path):
+    sock = tmp_path / "redis.sock"
+    server = RedisServer(tmp_path, unixsocket=sock)
+    try:
+        url = f"redis+unix://{sock}?db=2"
+        assert kv(url, "create", "k", '"via socket"').returncode == OK
+        assert out(kv(url, "get", "k")) == '"via socket"\n'
+        assert server.cli("-n", "2", "HGET", "edgepipe:e:k", "value") == '"via socket"'
+        p = kv(f"redis+unix://{tmp_path}/missing.sock", "get", "k")
+        assert p.returncode == UNAVAILABLE and "No such file" in err(p)
+    finally:
+        server.kill()
+
+
+def make_ca_and_server_cert(tmp_path, names):
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+
+    def write_key(key, path):
+        path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "edgepipe test CA")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+          .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+          .not_valid_after(now + datetime.timedelta(days=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
+            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    paths = {"ca": tmp_path / "ca.pem", "cert": tmp_path / "server.pem", "key": tmp_path / "server.key"}
+    paths["ca"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths["cert"].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    write_key(key, paths["key"])
+    return {k: str(v) for k, v in paths.items()}
+
+
+def test_rediss_verifies_the_server_against_the_ca_file(tmp_path):
+    tls = make_ca_and_server_cert(tmp_path, ["localhost"])
+    server = RedisServer(tmp_path, tls=tls)
+    try:
+        url = f"rediss://localhost:{server.port}/0"
+        trusted = {"EDGEPIPE_REDIS_CA_FILE": tls["ca"]}
+        p = kv(url, "put", "k", '"over tls"', env=trusted)
+        assert p.returncode == OK, err(p)
+        assert out(kv(url, "get", "k", env=trusted)) == '"over tls"\n'
+        p = kv(url, "get", "k")   # the system store does not know the test CA
+        assert p.returncode == UNAVAILABLE and "certificate" in err(p)
+        p = kv(f"rediss://127.0.0.1:{server.port}/0", "get", "k", env=trusted)   # not a name in the certificate
+        assert p.returncode == UNAVAILABLE and "certificate" in err(p)
+        p = kv(f"redis://localhost:{server.port}/0?timeout_ms=500", "get", "k")   # plain text to a TLS port
+        assert p.returncode == UNAVAILABLE
+    finally:
+        server.kill()
+
+
+def test_wait_for_a_replica_that_does_not_exist_exits_5_and_says_so(redis):
+    p = kv(redis.url + "?wait=1&wait_timeout_ms=50", "put", "k", "1")
+    assert p.returncode == UNAVAILABLE
+    assert "acknowledged by 0 of 1 replicas" in err(p)
+
+
+def test_wait_for_a_real_replica_succeeds(redis, tmp_path):
+    replica_dir = tmp_path / "replica"
+    replica_dir.mkdir()
+    replica = RedisServer(replica_dir, "--replicaof", "127.0.0.1", str(redis.port))
+    try:
+        deadline = time.time() + 10
+        while "master_link_status:up" not in replica.cli("INFO", "replication") and time.time() < deadline:
+            time.sleep(0.05)
+        p = kv(redis.url + "?wait=1&wait_timeout_ms=2000", "put", "k", '"replicated"')
+        assert p.returncode == OK, err(p)
+        assert replica.cli("HGET", "edgepipe:e:k", "value") == '"replicated"'
+        p = kv(replica.url, "put", "k", "1")
+        assert p.returncode == UNAVAILABLE and "READONLY" in err(p)
+        assert out(kv(replica.url, "get", "k")) == '"replicated"\n', "reads work on a replica"
+    finally:
+        replica.kill()
