@@ -172,36 +172,37 @@ final class Reservations {
                                  "reserved_at": JSON(now())]
         let subdomainKey = Self.subdomainKey(subdomain), emailKey = Self.emailKey(email)
 
-        let subdomainVersion: Int
-        switch try holder(of: subdomainKey, token: hash, depth: depth) {
-        case .ours(let entry):
-            subdomainVersion = entry.version
-        case .other:
+        guard let subdomainEntry = try claim(subdomainKey, reservation, hash: hash, depth: depth) else {
             try finish(hash, "conflict")
             return .taken(field: "subdomain")
-        case .free:
-            do {
-                subdomainVersion = try store.create(subdomainKey, reservation, metadata: nil, expiresAt: nil).version
-            } catch .exists {
-                try finish(hash, "conflict")
-                return .taken(field: "subdomain")
-            }
         }
-
-        var emailTaken = false
-        switch try holder(of: emailKey, token: hash, depth: depth) {
-        case .ours: break
-        case .other: emailTaken = true
-        case .free:
-            do { try store.create(emailKey, reservation, metadata: nil, expiresAt: nil) } catch .exists { emailTaken = true }
-        }
-        if emailTaken {
-            try release(subdomainKey, version: subdomainVersion, hash: hash)
+        guard try claim(emailKey, reservation, hash: hash, depth: depth) != nil else {
+            try release(subdomainKey, version: subdomainEntry.version, hash: hash)
             try finish(hash, "conflict")
             return .taken(field: "email")
         }
         try finish(hash, "confirmed")
         return .confirmed
+    }
+
+    /// Creates `key` for the token `hash` unless another token holds it. The entry when
+    /// this token holds it afterwards (created now, or earlier by a run of the same
+    /// confirmation), nil when another does.
+    private func claim(_ key: String, _ value: JSON, hash: String, depth: Int) throws(KVError) -> KVEntry? {
+        switch try holder(of: key, token: hash, depth: depth) {
+        case .ours(let entry):
+            return entry
+        case .other:
+            return nil
+        case .free:
+            do {
+                return try store.create(key, value, metadata: nil, expiresAt: nil)
+            } catch .exists {
+                // Created between the check and now: by a finisher of this same token, or not.
+                guard let entry = try store.get(key), entry.value["token"]?.string == hash else { return nil }
+                return entry
+            }
+        }
     }
 
     enum Holder {

@@ -174,7 +174,7 @@ struct RouteTable: Sendable {
                 case (let x?, let y?): common = x.first { y.contains($0) }
                 }
                 if let common {
-                    let what = common == "*" ? "both take any method" : "both route \(common)"
+                    let what = common == "*" ? "one of them takes every method" : "both route \(common)"
                     throw TableError(line: routes[i].line,
                                      "conflicts with line \(routes[j].line): \(routes[j].pattern.text) and \(routes[i].pattern.text) match the same paths and \(what)")
                 }

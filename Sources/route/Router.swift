@@ -24,9 +24,11 @@ enum RouteMatch: Equatable {
 }
 
 extension PathPattern {
+    func matches(_ p: UnsafeBufferPointer<UInt8>) -> Bool { matches(p) { _, _ in } }
+
     /// Matches the raw (checked) path without allocating; each parameter's byte range
-    /// goes to `capture`.
-    func matches(_ p: UnsafeBufferPointer<UInt8>, capture: ((String, Range<Int>) -> Void)? = nil) -> Bool {
+    /// goes to `capture` (non-escaping, so nothing is boxed).
+    func matches(_ p: UnsafeBufferPointer<UInt8>, capture: (String, Range<Int>) -> Void) -> Bool {
         var pos = 1                                   // after the leading '/'
         for (i, segment) in segments.enumerated() {
             var end = pos
@@ -37,14 +39,14 @@ extension PathPattern {
                 for k in 0..<lit.count where p[pos + k] != lit[k] { return false }
             case .param(let name):
                 guard end > pos else { return false }
-                capture?(name, pos..<end)
+                capture(name, pos..<end)
             }
             if i == segments.count - 1 && !isPrefix { return end == p.count }
             guard end < p.count else { return false }   // more to match: a '/' must follow
             pos = end + 1
         }
         if isPrefix {
-            capture?("*", min(pos, p.count)..<p.count)
+            capture("*", min(pos, p.count)..<p.count)
             return true
         }
         return pos == p.count   // only for a pattern of no segments, which parsing never makes

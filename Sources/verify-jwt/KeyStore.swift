@@ -77,8 +77,11 @@ final class KeyStore {
         self.settings = settings
         self.fetcher = fetcher
         self.clock = clock
-        let id = Hex.encode(Array(Digest.sha256(Array(source.description.utf8)).prefix(8)))
-        cacheBase = settings.cacheDirectory + "/keys-" + id
+        // FNV-1a, not SHA-256: a name, not a secret, and no OpenSSL initialisation at start-up.
+        var hash: UInt64 = 0xcbf29ce484222325
+        for b in source.description.utf8 { hash = (hash ^ UInt64(b)) &* 0x100000001b3 }
+        let id = String(hash, radix: 16)
+        cacheBase = settings.cacheDirectory + "/keys-" + String(repeating: "0", count: 16 - id.count) + id
     }
 
     var cachePath: String { cacheBase + ".json" }

@@ -506,4 +506,34 @@ final class RequestParserTests: XCTestCase {
         }
         XCTAssertEqual(got?.body, body)
     }
+    func testRandomMutationsNeverCrashAndDoNotDependOnReadSizes() {
+        // A small deterministic fuzz: corrupt, insert and delete bytes of valid requests.
+        let seeds = [
+            "GET /a?b=1 HTTP/1.1\r\nHost: h\r\nX: y\r\n\r\n",
+            "POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello",
+            "POST /c HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5;a=\"b\"\r\nhello\r\n0\r\nT: x\r\n\r\n",
+            "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /2 HTTP/1.1\r\nHost: h\r\n\r\n",
+        ].map { Array($0.utf8) }
+        let alphabet: [UInt8] = Array(" \t\r\n:;,\"=0aFz/?%#\u{7f}".utf8) + [0x00, 0x80, 0xFF]
+        var state: UInt64 = 0x9E3779B97F4A7C15
+        func random(_ n: Int) -> Int {
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return Int((state >> 33) % UInt64(n))
+        }
+        for _ in 0..<1500 {
+            var input = seeds[random(seeds.count)]
+            for _ in 0...random(3) {
+                let i = random(input.count)
+                switch random(3) {
+                case 0: input[i] = alphabet[random(alphabet.count)]
+                case 1: input.insert(alphabet[random(alphabet.count)], at: i)
+                default: input.remove(at: i)
+                }
+            }
+            let result = parse(input)
+            if let f = result.failure {
+                XCTAssertTrue([400, 413, 414, 417, 431, 501, 505].contains(f.status), "\(f)")
+            }
+        }
+    }
 }

@@ -96,6 +96,24 @@ final class JWSTests: XCTestCase {
         XCTAssertNoThrow(try CompactJWS.parse(big, maxBytes: 20_000))
     }
 
+    func testTokenDecoderAgreesWithCommonBase64OnEveryShortInput() {
+        // Every string of up to three characters over the alphabet plus '=', '+', '/':
+        // the fast decoder must accept and refuse exactly what Base64.urlDecode does.
+        let chars = Array("AQgw_-9z=+/.".utf8) + [0xC3, 0x00]
+        var inputs: [[UInt8]] = [[]]
+        for length in 1...3 {
+            var next: [[UInt8]] = []
+            for prefix in inputs where prefix.count == length - 1 { for c in chars { next.append(prefix + [c]) } }
+            inputs += next
+        }
+        inputs += [Array(Vectors.payloadB64.utf8), Array("eyJhbGciOiJSUzI1NiJ9".utf8), Array("eyJhbGciOiJSUzI1NiJ9==".utf8)]
+        for input in inputs {
+            let text = String(decoding: input, as: UTF8.self)
+            let fast = input.withUnsafeBufferPointer { Base64URL.decode($0) }
+            XCTAssertEqual(fast, text.utf8.elementsEqual(input) ? Base64.urlDecode(text) : nil, "\(input)")
+        }
+    }
+
     func testSignProducesACanonicalTokenWithAlgFirst() throws {
         let token = try CompactJWS.sign(header: JSONObject([("kid", "k1"), ("alg", "none")]),
                                         payload: JSONObject([("sub", "u")]), key: TestKeys.p256, algorithm: .es256)

@@ -162,6 +162,9 @@ final class RedisStoreTests: XCTestCase {
     func testScriptsAreReloadedAfterTheServerForgetsThem() throws {
         let s = try namespaces.store()
         try s.put("f", 1, metadata: nil, expiresAt: nil)
+        let sha = String(decoding: RedisScript.write.sha, as: UTF8.self)
+        XCTAssertEqual(try namespaces.raw([["SCRIPT", "EXISTS", sha]])[0], .array([.integer(1)]),
+                       "the server knows the script by the name the store computes")
         _ = try namespaces.raw([["SCRIPT", "FLUSH"]])
         XCTAssertEqual(try s.put("f", 2, metadata: nil, expiresAt: nil).version, 2)
         XCTAssertEqual(try s.get("f")?.value, 2)
@@ -362,5 +365,22 @@ final class RedisLocationTests: XCTestCase {
         unsetenv("EDGEPIPE_REDIS_PASSWORD_FILE"); unsetenv("EDGEPIPE_REDIS_PASSWORD")
         XCTAssertThrowsError(try RedisCredentials.fromEnvironment(username: "u"), "a user without a password")
         XCTAssertNil(try RedisCredentials.fromEnvironment(username: nil).password)
+    }
+}
+
+/// The script names: SHA-1 as Redis computes it (FIPS 180 vectors; the padding boundaries
+/// checked against Python's hashlib).
+final class RedisScriptTests: XCTestCase {
+    func testSHA1MatchesTheStandardVectors() {
+        XCTAssertEqual(Hex.encode(RedisScript.sha1([])), "da39a3ee5e6b4b0d3255bfef95601890afd80709")
+        XCTAssertEqual(Hex.encode(RedisScript.sha1(Array("abc".utf8))), "a9993e364706816aba3e25717850c26c9cd0d89d")
+        XCTAssertEqual(Hex.encode(RedisScript.sha1(Array("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq".utf8))),
+                       "84983e441c3bd26ebaae4aa1f95129e5e54670f1")
+        let padding = [55: "c1c8bbdc22796e28c0e15163d20899b65621d65a", 56: "c2db330f6083854c99d4b5bfb6e8f29f201be699",
+                       63: "03f09f5b158a7a8cdad920bddc29b81c18a551f5", 64: "0098ba824b5c16427bd7a1122a5a442a25ec644d",
+                       65: "11655326c708d70319be2610e8a57d9a5b959d3b", 1000: "291e9a6c66994949b57ba5e650361e98fc36b1ba"]
+        for (n, expected) in padding {
+            XCTAssertEqual(Hex.encode(RedisScript.sha1([UInt8](repeating: 0x61, count: n))), expected, "length \(n)")
+        }
     }
 }

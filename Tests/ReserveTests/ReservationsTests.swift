@@ -253,6 +253,36 @@ final class CrashRecoveryTests: XCTestCase {
                        ["reserve/email/ann@example.com", "reserve/subdomain/epsilon"])
     }
 
+    func testKeyCreatedByAFinisherOfTheSameTokenMeanwhileCountsAsOurs() throws {
+        // A stalled confirmation wakes after a finisher made the email key for the same
+        // token: "exists" must not read as taken, or it would release its own subdomain.
+        let h = Harness()
+        let t = try h.submitted("theta", "ann@example.com")
+        let hash = Hex.encode(Digest.sha256(Base64.urlDecode(t)!))
+        let racing = RacingStore(h.store) { key in
+            if key == "reserve/email/ann@example.com" {
+                _ = try? h.store.create(key, ["subdomain": "theta", "email": "ann@example.com", "token": .string(hash)],
+                                        metadata: nil, expiresAt: nil)
+            }
+        }
+        XCTAssertEqual(try h.service(store: racing).confirm(token: t).0, .confirmed)
+        XCTAssertNotNil(try h.store.get("reserve/subdomain/theta"))
+    }
+
+    func testEmailKeyLeftByATokenThatEndedInConflictIsReleasedOnSight() throws {
+        let h = Harness()
+        let t = try h.submitted("iota", "ann@example.com")
+        let hash = Hex.encode(Digest.sha256(Base64.urlDecode(t)!))
+        XCTAssertEqual(try h.service().confirm(token: t).0, .confirmed)
+        // Make it look like debris: the token ended in conflict, its email key remained.
+        let token = try XCTUnwrap(h.store.get("reserve/token/" + hash))
+        var value = token.value.object!
+        value["state"] = "conflict"
+        try h.store.put(token.key, .object(value), metadata: nil, expiresAt: token.expiresAt)
+        XCTAssertEqual(try h.service().submit(subdomain: "kappa", email: "ann@example.com").0, .verificationSent)
+        XCTAssertNil(try h.store.get("reserve/email/ann@example.com"))
+    }
+
     func testEmailCheckAlsoSettlesAStaleConfirmation() throws {
         let h = Harness(grace: 30)
         let t = try h.submitted("zeta", "ann@example.com")

@@ -157,7 +157,7 @@ final class RouteTableTests: XCTestCase {
     }
 
     func testRefusesGoneOverARoutedPath() {
-        assertRefused("GET /a a\nGONE /a removed=2025-01-01", line: 2, "any method")
+        assertRefused("GET /a a\nGONE /a removed=2025-01-01", line: 2, "every method")
     }
 
     func testRefusesEmptyTable() {

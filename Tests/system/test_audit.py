@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import binary, request, run_filter
+from conftest import PIPELINES, Service, binary, request, run_filter
 
 ZERO = "0" * 64
 
@@ -216,6 +216,27 @@ def test_a_missing_first_line_is_caught_from_the_start(tmp_path):
     assert rc == 1 and out.startswith(f"{log}:1: the log does not start here"), out
     rc, out = verify(log, args=["--no-head"])
     assert rc == 0 and "in a file not given" in out
+
+
+def test_a_saved_head_exposes_a_rewritten_chain(tmp_path):
+    import hashlib
+    log = write_log(tmp_path, 5)
+    saved = tmp_path / "anchor.head"
+    shutil.copy(tmp_path / "audit.log.head", saved)
+    run_filter("audit", [audited(i) for i in range(6, 9)], "--file", str(log))
+    assert verify(log, args=["--head", str(saved)])[0] == 0
+
+    # Whoever can write the file edits line 3 and recomputes every later prev.
+    lines = log.read_bytes().split(b"\n")[:-1]
+    lines[2] = lines[2].replace(b'"outcome":"applied"', b'"outcome":"ignored"')
+    for i in range(3, len(lines)):
+        old_prev = json.loads(lines[i])["prev"].encode()
+        lines[i] = lines[i].replace(old_prev, hashlib.sha256(lines[i - 1]).hexdigest().encode())
+    log.write_bytes(b"\n".join(lines) + b"\n")
+    (tmp_path / "audit.log.head").unlink()
+    assert verify(log, args=["--from-start"])[0] == 0          # the chain alone cannot tell
+    rc, out = verify(log, args=["--head", str(saved)])
+    assert rc == 1 and out.startswith(f"{log}:5: hash mismatch with the head file"), out
 
 
 # --- many writers --------------------------------------------------------------------------
@@ -492,3 +513,53 @@ def test_query_filters_by_uid_type_outcome_and_time(tmp_path):
     assert query("--since", "2000-01-01", "--until", "2000-01-02") == []
     bad = subprocess.run([binary("audit"), "query", "--since", "yesterday", str(log)], capture_output=True)
     assert bad.returncode == 2
+
+
+# --- with apply-webhook ----------------------------------------------------------------------
+
+def test_webhook_outcomes_from_apply_webhook_are_audited_and_stripped(tmp_path):
+    """apply-webhook | audit over real pipes: each delivery's outcome lands in the chain."""
+    from test_webhook_support import checkout, signed_record, webhook_env, T0
+    deliveries = [signed_record(checkout("evt_a", T0, uid="alice"), id="1"),
+                  signed_record(checkout("evt_a", T0, uid="alice"), id="2"),      # a redelivery
+                  signed_record(checkout("evt_b", T0, uid="bob", customer="cus_2", subscription="sub_2"), id="3")]
+    env = dict(os.environ)
+    env.update(webhook_env(tmp_path))
+    log = tmp_path / "audit.log"
+    data = b"".join(json.dumps(d).encode() + b"\n" for d in deliveries)
+    pipeline = f"{binary('apply-webhook')} | {binary('audit')} --file {log}"
+    proc = subprocess.run(["sh", "-c", pipeline], input=data, capture_output=True, env=env, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    out = [json.loads(l) for l in proc.stdout.decode().splitlines()]
+    assert [r["status"] for r in out] == [200, 200, 200]
+    assert all("audit" not in r.get("annotations", {}) for r in out)
+    lines = log_lines(log)
+    assert [(l["request_id"], l["event_id"], l["uid"], l["outcome"]) for l in lines] == [
+        ("1", "evt_a", "alice", "applied"), ("2", "evt_a", "alice", "duplicate"), ("3", "evt_b", "bob", "applied")]
+    assert lines[0]["event_type"] == "checkout.session.completed" and lines[0]["after"] == "active"
+    assert verify(log, args=["--from-start"])[0] == 0
+
+
+def test_a_signed_webhook_through_the_service_is_audited(tmp_path):
+    """End to end: HTTP in, the delivery applied, its outcome in the audit file, the chain valid."""
+    if "audit" not in (PIPELINES / "connection").read_text():
+        pytest.skip("pipelines/connection does not run audit yet (the lead wires it in)")
+    import requests
+    from test_webhook_support import SECRET, checkout, dumps, plans_file, sign, T0
+    svc = Service(tmp_path, env={"EDGEPIPE_STRIPE_SECRETS": SECRET, "EDGEPIPE_PLANS": plans_file(tmp_path)})
+    try:
+        for evt in ("evt_e2e_1", "evt_e2e_1"):
+            payload = dumps(checkout(evt, T0, uid="e2e-user"))
+            r = requests.post(svc.url + "/v1/webhooks/stripe", data=payload.encode(), timeout=10,
+                              headers={"content-type": "application/json", "stripe-signature": sign(payload)})
+            assert r.status_code == 200 and r.json() == {"received": True}
+            assert "annotations" not in r.text
+        log = svc.data / "audit" / "audit.log"
+        lines = log_lines(log)
+        assert [(l["kind"], l["event_id"], l["uid"], l["outcome"]) for l in lines] == [
+            ("stripe", "evt_e2e_1", "e2e-user", "applied"), ("stripe", "evt_e2e_1", "e2e-user", "duplicate")]
+        assert all(l["remote"] == "127.0.0.1" for l in lines)
+        rc, out = verify(log, args=["--from-start"])
+        assert rc == 0, out
+    finally:
+        svc.stop()

@@ -175,6 +175,18 @@ def test_error_after_pipelined_requests_comes_last(svc):
         c.close()
 
 
+def test_client_half_close_still_gets_every_answer(launched):
+    c = Conn(launched)
+    try:
+        c.send(get("/1") + get("/2") + get("/3"))
+        c.sock.shutdown(socket.SHUT_WR)
+        for _ in range(3):
+            assert_framed(c.response())
+        assert c.closed()
+    finally:
+        c.close()
+
+
 def test_http10_without_keep_alive_closes(svc):
     c = Conn(svc)
     try:
@@ -240,6 +252,18 @@ def test_chunked_upload_with_curl(service, tmp_path):
     proc, _ = run_curl("-H", "Transfer-Encoding: chunked", "--data-binary", f"@{body}", f"{service.url}/upload")
     assert proc.returncode == 0, proc.stderr
     assert int(proc.stdout) not in DECODER_ERRORS
+
+
+def test_http_client_chunked_upload(service):
+    conn = http.client.HTTPConnection("127.0.0.1", service.port, timeout=5)
+    try:
+        conn.request("POST", "/upload", body=iter([b"part one, ", b"part two"]), encode_chunked=True,
+                     headers={"Content-Type": "text/plain"})
+        resp = conn.getresponse()
+        assert len(resp.read()) == int(resp.getheader("content-length"))
+        assert resp.status not in DECODER_ERRORS
+    finally:
+        conn.close()
 
 
 def test_raw_chunked_upload_keeps_connection_usable(svc):

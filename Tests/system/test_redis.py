@@ -399,8 +399,10 @@ def test_missing_or_wrong_password_exits_5_without_printing_it(secured):
 
 
 def test_acl_user_and_password(tmp_path):
-    server = RedisServer(tmp_path, "--user", "gateway on >gw-secret ~edgepipe:* +@all", "--user", "default off")
+    server = RedisServer(tmp_path)
     try:
+        assert server.cli("ACL", "SETUSER", "gateway", "on", ">gw-secret", "~edgepipe:*", "+@all") == "OK"
+        assert server.cli("ACL", "SETUSER", "default", "off") == "OK"
         url = f"redis://gateway@127.0.0.1:{server.port}/0"
         p = kv(url, "put", "k", "1", env={"EDGEPIPE_REDIS_PASSWORD": "gw-secret"})
         assert p.returncode == OK, err(p)

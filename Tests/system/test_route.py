@@ -64,6 +64,12 @@ def test_options_is_204_with_allow():
     assert dict(r["headers"])["allow"] == "POST, OPTIONS"
 
 
+def test_options_star_lists_every_method_of_the_table():
+    (r,), _ = route([request(method="OPTIONS", path="*")])
+    assert r["status"] == 204
+    assert set(dict(r["headers"])["allow"].split(", ")) == {"GET", "HEAD", "POST", "OPTIONS"}
+
+
 def test_removed_endpoint_is_410_with_date_and_replacement():
     (r,), _ = route([request(path="/v1/subscription/legacy")])
     assert r["status"] == 410

@@ -193,3 +193,21 @@ def test_help_describes_modes_options_and_exit_codes():
     for word in ["--batch", "--no-verify-signatures", "--kv", "--plans", "--secrets-file", "EDGEPIPE_STRIPE_SECRETS",
                  "--tolerance", "Exit status"]:
         assert word in text
+
+
+def test_kv_serve_reads_the_state_apply_webhook_wrote(tmp_path):
+    """The write path and the read path agree on sub/<uid> (SubscriptionState)."""
+    now = int(time.time())
+    trial_end = now + 14 * 86400
+    run_webhook(tmp_path, [
+        signed_record(checkout("evt_1", now - 60), id="1"),
+        signed_record(subscription("evt_2", now - 59, "trialing", trial_end, type="customer.subscription.created",
+                                   trial_end=trial_end), id="2"),
+    ])
+    get = request(id="9", path="/v1/subscription", headers=[["host", "x"], ["x-authenticated-uid", "user-1"]],
+                  annotations={"route": {"name": "subscription", "params": {}}})
+    out, _ = run_filter("kv", [get], "serve", env={"EDGEPIPE_KV": str(tmp_path / "kv")})
+    assert out[0]["status"] == 200
+    view = body(out[0])
+    assert (view["uid"], view["status"], view["plan"]) == ("user-1", "trial", "pro")
+    assert view["trial_ends_at"] == trial_end and view["expires_at"] == trial_end

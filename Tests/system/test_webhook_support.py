@@ -159,17 +159,25 @@ def ndjson(events):
 
 
 def read_store(kv):
-    """Every live key of a KV directory and its value. Each entry file is a whole JSON
-    document {"key", "version", "expires_at", "metadata", "value"} (docs/kv.md)."""
+    return {k: doc["value"] for k, doc in read_entries(kv).items()}
+
+
+def read_entries(kv):
+    """Every key of a KV directory and its value. Each entry file is a whole JSON document
+    {"key", "version", "expires_at", "metadata", "value"} (docs/kv.md); temporary files
+    start with '.'."""
     out = {}
-    for root, _dirs, files in os.walk(kv):
+    for root, dirs, files in os.walk(kv):
+        dirs[:] = [d for d in dirs if d != "locks"]
         for name in files:
+            if name.startswith("."):   # a writer's temporary file (left by kill -9)
+                continue
             try:
                 doc = json.loads(Path(root, name).read_bytes())
             except (ValueError, OSError):
                 continue
             if isinstance(doc, dict) and "key" in doc and "value" in doc and "version" in doc:
-                out[doc["key"]] = doc["value"]
+                out[doc["key"]] = doc
     return out
 
 

@@ -68,13 +68,12 @@ public final class AuditLog {
 
     @discardableResult
     public func append(_ entry: AuditEntry) -> Outcome {
-        let millis = now()
         do throws(Failure) {
-            let seq = try withLock { headFD throws(Failure) in try appendLocked(entry, millis: millis, headFD: headFD) }
+            let seq = try withLock { headFD throws(Failure) in try appendLocked(entry, headFD: headFD) }
             if groupFsync > 1 && unsynced >= groupFsync { sync() }
             return .written(seq: seq)
         } catch {
-            return spill(entry, millis: millis, reason: error.reason)
+            return spill(entry, millis: now(), reason: error.reason)
         }
     }
 
@@ -87,7 +86,9 @@ public final class AuditLog {
         unsynced = 0
     }
 
-    private func appendLocked(_ entry: AuditEntry, millis: Int, headFD: Int32) throws(Failure) -> Int {
+    private func appendLocked(_ entry: AuditEntry, headFD: Int32) throws(Failure) -> Int {
+        // Under the lock, so times follow the file's order (unless the clock steps back).
+        let millis = now()
         var (head, headSize) = Self.readHead(headFD)
         try openLog()
         var size = try logSize()
@@ -379,8 +380,10 @@ private func errorText() -> String { String(cString: strerror(errno)) }
 enum LockWait {
     enum Result { case locked, timedOut, failed(String) }
 
+    // timer_t is a pointer type whose first value is 0 (nil): `ready` says whether it exists.
     nonisolated(unsafe) private static var timer: timer_t?
     nonisolated(unsafe) private static var installed = false
+    nonisolated(unsafe) private static var ready = false
 
     static func exclusive(_ fd: Int32, timeoutMillis: Int) -> Result {
         if flock(fd, LOCK_EX | LOCK_NB) == 0 { return .locked }
@@ -402,7 +405,7 @@ enum LockWait {
     }
 
     private static func install() -> Bool {
-        if installed { return timer != nil }
+        if installed { return ready }
         installed = true
         var action = sigaction()
         action.__sigaction_handler.sa_handler = { _ in }
@@ -415,11 +418,12 @@ enum LockWait {
         var t: timer_t? = nil
         guard timer_create(CLOCK_MONOTONIC, &event, &t) == 0 else { return false }
         timer = t
+        ready = true
         return true
     }
 
     private static func arm(_ on: Bool) {
-        guard let timer else { return }
+        guard ready else { return }
         var spec = itimerspec()
         if on {
             spec.it_value.tv_nsec = 20_000_000

@@ -9,6 +9,9 @@ public final class SignatureVerifier {
     public let algorithm: SignatureAlgorithm
     public let key: PublicKey
     private let context: OpaquePointer?     // EVP_PKEY_CTX*, nil for EdDSA
+    /// Fetched once: handing OpenSSL 3 the legacy EVP_sha256() makes it fetch on every use.
+    private let digest: OpaquePointer?      // EVP_MD*
+    private let digestContext: OpaquePointer?   // EVP_MD_CTX*, reused
 
     public init(key: PublicKey, algorithm: SignatureAlgorithm) throws(CryptoError) {
         guard algorithm.accepts(key.kind) else {
@@ -18,10 +21,23 @@ public final class SignatureVerifier {
         self.key = key
         if algorithm == .edDSA {
             context = nil
+            digest = nil
+            digestContext = nil
             return
         }
-        guard let ctx = EVP_PKEY_CTX_new_from_pkey(nil, key.pointer, nil) else { throw CryptoError("EVP_PKEY_CTX_new failed") }
-        var ok = EVP_PKEY_verify_init(ctx) == 1 && EVP_PKEY_CTX_set_signature_md(ctx, algorithm.evpDigest) == 1
+        let name: String
+        switch algorithm.digest {
+        case .sha256: name = "SHA256"
+        case .sha384: name = "SHA384"
+        default: name = "SHA512"
+        }
+        guard let md = EVP_MD_fetch(nil, name, nil) else { throw CryptoError("no \(name)") }
+        guard let mdctx = EVP_MD_CTX_new() else { EVP_MD_free(md); throw CryptoError("EVP_MD_CTX_new failed") }
+        guard let ctx = EVP_PKEY_CTX_new_from_pkey(nil, key.pointer, nil) else {
+            EVP_MD_free(md); EVP_MD_CTX_free(mdctx)
+            throw CryptoError("EVP_PKEY_CTX_new failed")
+        }
+        var ok = EVP_PKEY_verify_init(ctx) == 1 && EVP_PKEY_CTX_set_signature_md(ctx, md) == 1
         switch algorithm {
         case .rs256, .rs384, .rs512:
             ok = ok && EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING) == 1
@@ -29,18 +45,24 @@ public final class SignatureVerifier {
             // RFC 7518 §3.5: MGF1 with the same hash, salt as long as the hash, nothing else.
             ok = ok && EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PSS_PADDING) == 1
                 && EVP_PKEY_CTX_set_rsa_pss_saltlen(ctx, RSA_PSS_SALTLEN_DIGEST) == 1
-                && EVP_PKEY_CTX_set_rsa_mgf1_md(ctx, algorithm.evpDigest) == 1
+                && EVP_PKEY_CTX_set_rsa_mgf1_md(ctx, md) == 1
         default:
             break
         }
         guard ok else {
-            EVP_PKEY_CTX_free(ctx)
+            EVP_PKEY_CTX_free(ctx); EVP_MD_free(md); EVP_MD_CTX_free(mdctx)
             throw CryptoError("cannot set up \(algorithm.rawValue) verification")
         }
         context = ctx
+        digest = md
+        digestContext = mdctx
     }
 
-    deinit { if let context { EVP_PKEY_CTX_free(context) } }
+    deinit {
+        if let context { EVP_PKEY_CTX_free(context) }
+        if let digestContext { EVP_MD_CTX_free(digestContext) }
+        if let digest { EVP_MD_free(digest) }
+    }
 
     public func verify(_ message: [UInt8], signature: [UInt8]) -> Bool {
         message.withUnsafeBytes { verify($0, signature: signature) }
@@ -65,19 +87,18 @@ public final class SignatureVerifier {
     }
 
     private func verifyDigest(_ message: UnsafeRawBufferPointer, _ signature: [UInt8]) -> Bool {
-        guard let context else { return false }
-        var digest = [UInt8](repeating: 0, count: 64)
-        let length: Int
-        let base = message.baseAddress?.assumingMemoryBound(to: UInt8.self)
-        switch algorithm.digest {
-        case .sha256: length = 32; _ = digest.withUnsafeMutableBufferPointer { SHA256(base, message.count, $0.baseAddress) }
-        case .sha384: length = 48; _ = digest.withUnsafeMutableBufferPointer { SHA384(base, message.count, $0.baseAddress) }
-        case .sha512: length = 64; _ = digest.withUnsafeMutableBufferPointer { SHA512(base, message.count, $0.baseAddress) }
-        case .none: return false
+        guard let context, let digest, let digestContext else { return false }
+        var hash = [UInt8](repeating: 0, count: 64)
+        var length: UInt32 = 0
+        let hashed = hash.withUnsafeMutableBufferPointer { out in
+            EVP_DigestInit_ex2(digestContext, digest, nil) == 1
+                && EVP_DigestUpdate(digestContext, message.baseAddress, message.count) == 1
+                && EVP_DigestFinal_ex(digestContext, out.baseAddress, &length) == 1
         }
+        guard hashed else { return false }
         let result = signature.withUnsafeBufferPointer { sig in
-            digest.withUnsafeBufferPointer { d in
-                EVP_PKEY_verify(context, sig.baseAddress, sig.count, d.baseAddress, length)
+            hash.withUnsafeBufferPointer { d in
+                EVP_PKEY_verify(context, sig.baseAddress, sig.count, d.baseAddress, Int(length))
             }
         }
         return result == 1

@@ -60,8 +60,9 @@ public struct CompactJWS: Sendable {
     }
 
     private static func decode(_ token: UnsafeBufferPointer<UInt8>, _ range: Range<Int>, _ what: String) throws(JWTError) -> [UInt8] {
-        let text = String(decoding: UnsafeBufferPointer(rebasing: token[range]), as: UTF8.self)
-        guard let bytes = Base64.urlDecode(text) else { throw .malformed("\(what) is not canonical base64url") }
+        guard let bytes = Base64URL.decode(UnsafeBufferPointer(rebasing: token[range])) else {
+            throw .malformed("\(what) is not canonical base64url")
+        }
         return bytes
     }
 

@@ -71,13 +71,13 @@ public struct DirectoryStore: KVStore, Sendable {
         defer { close(fd) }
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw KVError.unavailable("cannot stat \(path): \(errorText(errno))") }
-        // The size is exact (files are never written in place); read once more to see EOF
-        // in case it is not.
-        var out = [UInt8](repeating: 0, count: Int(st.st_size) + 1)
+        // The size is exact: entry files are renamed into place whole and never written
+        // again, so the open descriptor's file cannot grow or shrink. One read suffices.
+        let size = Int(st.st_size)
+        var out = [UInt8](repeating: 0, count: size)
         var filled = 0
-        while true {
-            if filled == out.count { out.append(contentsOf: repeatElement(0, count: max(4096, out.count))) }
-            let n = out.withUnsafeMutableBytes { read(fd, $0.baseAddress! + filled, $0.count - filled) }
+        while filled < size {
+            let n = out.withUnsafeMutableBytes { read(fd, $0.baseAddress! + filled, size - filled) }
             if n > 0 { filled += n; continue }
             if n == 0 { break }
             if errno == EINTR { continue }

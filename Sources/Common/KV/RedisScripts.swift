@@ -1,5 +1,3 @@
-import COpenSSL
-
 /// The Lua scripts behind RedisStore. Each operation is one script, and Redis runs a script
 /// atomically: the read of the current version, the decision (create-only, compare-and-swap)
 /// and every write (entry hash, expiry, key index) happen with nothing in between, and
@@ -24,13 +22,46 @@ struct RedisScript: Sendable {
 
     init(_ text: String) {
         source = Array(text.utf8)
-        var digest = [UInt8](repeating: 0, count: 20)
-        var length: UInt32 = 0
-        let ok = source.withUnsafeBytes { raw in
-            digest.withUnsafeMutableBufferPointer { EVP_Digest(raw.baseAddress, raw.count, $0.baseAddress, &length, EVP_sha1(), nil) }
+        sha = Array(Hex.encode(Self.sha1(source)).utf8)
+    }
+
+    /// SHA-1, the name Redis gives a script. Computed here rather than with OpenSSL: the
+    /// first OpenSSL call of a process loads openssl.cnf and initialises providers, about
+    /// 5 ms that every one-shot `kv` command would pay. (Not used for any security purpose.)
+    static func sha1(_ message: [UInt8]) -> [UInt8] {
+        var h: [UInt32] = [0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476, 0xC3D2E1F0]
+        var data = message
+        data.append(0x80)
+        while data.count % 64 != 56 { data.append(0) }
+        let bits = UInt64(message.count) * 8
+        for i in (0..<8).reversed() { data.append(UInt8(truncatingIfNeeded: bits >> (UInt64(i) * 8))) }
+        var w = [UInt32](repeating: 0, count: 80)
+        for chunk in stride(from: 0, to: data.count, by: 64) {
+            for i in 0..<16 {
+                let j = chunk + i * 4
+                w[i] = UInt32(data[j]) << 24 | UInt32(data[j + 1]) << 16 | UInt32(data[j + 2]) << 8 | UInt32(data[j + 3])
+            }
+            for i in 16..<80 {
+                let x = w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16]
+                w[i] = x << 1 | x >> 31
+            }
+            var (a, b, c, d, e) = (h[0], h[1], h[2], h[3], h[4])
+            for i in 0..<80 {
+                let f: UInt32, k: UInt32
+                switch i {
+                case 0..<20: f = (b & c) | (~b & d); k = 0x5A827999
+                case 20..<40: f = b ^ c ^ d; k = 0x6ED9EBA1
+                case 40..<60: f = (b & c) | (b & d) | (c & d); k = 0x8F1BBCDC
+                default: f = b ^ c ^ d; k = 0xCA62C1D6
+                }
+                let t = (a << 5 | a >> 27) &+ f &+ e &+ k &+ w[i]
+                (e, d, c, b, a) = (d, c, b << 30 | b >> 2, a, t)
+            }
+            h[0] = h[0] &+ a; h[1] = h[1] &+ b; h[2] = h[2] &+ c; h[3] = h[3] &+ d; h[4] = h[4] &+ e
         }
-        precondition(ok == 1 && length == 20, "SHA-1 unavailable")
-        sha = Array(Hex.encode(digest).utf8)
+        var out: [UInt8] = []
+        for v in h { for s in stride(from: 24, through: 0, by: -8) { out.append(UInt8(truncatingIfNeeded: v >> UInt32(s))) } }
+        return out
     }
 
     private static let clock = """
