@@ -20,10 +20,10 @@ struct Blocklist: Equatable {
     /// lower-cased, as names are before they are checked.
     init(text: String) {
         var rules: [Rule] = []
-        for (index, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+        for (index, rawLine) in text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" }).enumerated() {
             var line = Substring(rawLine)
             if let hash = line.firstIndex(of: "#") { line = line[..<hash] }
-            let rule = lowercasedASCII(String(line.filter { $0 != " " && $0 != "\t" && $0 != "\r" }))
+            let rule = lowercasedASCII(String(line.filter { !$0.isWhitespace }))
             if !rule.isEmpty { rules.append(Rule(text: rule, line: index + 1)) }
         }
         self.rules = rules

@@ -41,9 +41,9 @@ extension ReserveFilter {
         var admins = Set<String>()
         if let adminsPath {
             guard let bytes = readFile(adminsPath, limit: 1 << 20) else { Log.fatal("cannot read admins \(adminsPath)") }
-            admins.formUnion(Self.uids(String(decoding: bytes, as: UTF8.self), separator: "\n"))
+            admins.formUnion(Self.uids(String(decoding: bytes, as: UTF8.self)))
         }
-        if let list = environment("EDGEPIPE_RESERVE_ADMINS") { admins.formUnion(Self.uids(list, separator: ",")) }
+        if let list = environment("EDGEPIPE_RESERVE_ADMINS") { admins.formUnion(Self.uids(list)) }
 
         let mailer: any Mailer
         if let sendmail {
@@ -66,13 +66,12 @@ extension ReserveFilter {
         }
     }
 
-    /// uids, one per line (or comma-separated), `#` comments, blanks skipped.
-    static func uids(_ text: String, separator: Character) -> [String] {
-        text.split(separator: separator).compactMap { raw in
+    /// uids, one a line or comma-separated (CRLF files too), `#` comments, blanks skipped.
+    static func uids(_ text: String) -> [String] {
+        text.split(whereSeparator: { $0.isNewline }).flatMap { raw -> [String] in
             var line = Substring(raw)
             if let hash = line.firstIndex(of: "#") { line = line[..<hash] }
-            let uid = String(line.filter { $0 != " " && $0 != "\t" && $0 != "\r" && $0 != "\n" })
-            return uid.isEmpty ? nil : uid
+            return line.split(separator: ",").map { String($0.filter { !$0.isWhitespace }) }.filter { !$0.isEmpty }
         }
     }
 }

@@ -153,18 +153,22 @@ final class Gate {
     }
 
     /// The token of `Bearer <token>` (scheme case-insensitive, RFC 7235 §2.1), else nil.
-    static func bearerToken(_ credentials: String) -> String? {
+    static func bearerToken(_ credentials: String) -> Substring? {
         let utf8 = credentials.utf8
         guard utf8.count > 7 else { return nil }
-        let scheme = String(decoding: utf8.prefix(6), as: UTF8.self).lowercased()
-        guard scheme == "bearer", utf8.dropFirst(6).first == UInt8(ascii: " ") else { return nil }
-        let rest = Substring(credentials).dropFirst(7).drop { $0 == " " }
-        guard !rest.isEmpty else { return nil }
-        return String(rest)
+        var i = utf8.startIndex
+        for expected in "bearer".utf8 {
+            guard utf8[i] | 0x20 == expected else { return nil }
+            i = utf8.index(after: i)
+        }
+        guard utf8[i] == UInt8(ascii: " ") else { return nil }
+        while i < utf8.endIndex && utf8[i] == UInt8(ascii: " ") { i = utf8.index(after: i) }
+        guard i < utf8.endIndex else { return nil }
+        return credentials[i...]
     }
 
     /// The bypass: structure and subject only, no signature, no claims.
-    static func unverifiedSubject(_ token: String, maxBytes: Int) throws(JWTError) -> (String, JSONObject) {
+    static func unverifiedSubject(_ token: Substring, maxBytes: Int) throws(JWTError) -> (String, JSONObject) {
         let jws = try CompactJWS.parse(token, maxBytes: maxBytes)
         guard case .string(let sub)? = jws.payload["sub"], ClaimsPolicy.isValidSubject(sub) else { throw .invalidSubject }
         return (sub, jws.payload)

@@ -46,6 +46,12 @@ final class BlocklistTests: XCTestCase {
         XCTAssertFalse(Blocklist.glob(Array("*a*a*a*a*b".utf8), Array(String(repeating: "a", count: 63).utf8)))
     }
 
+    func testCRLFFilesReadLikeLFFiles() {
+        let crlf = Blocklist(text: "admin\r\n*cloudflare*\r\n# note\r\nwww\r\n")
+        XCTAssertEqual(crlf.rules.map(\.text), ["admin", "*cloudflare*", "www"])
+        XCTAssertEqual(crlf.rules.map(\.line), [1, 2, 4])
+    }
+
     func testEmptyListBlocksNothing() {
         XCTAssertNil(Blocklist().match("admin"))
     }

@@ -186,6 +186,11 @@ final class ReserveFilterTests: XCTestCase {
         XCTAssertEqual(run(h.filter(), listRequest(uid: "root-uid", query: "cursor=zz")).status, 400)
     }
 
+    func testAdminListsTakeOneUidPerLineOrCommaSeparated() {
+        XCTAssertEqual(ReserveFilter.uids("# admins\nalice\n\n bob  # on call\r\ndave\r\n"), ["alice", "bob", "dave"])
+        XCTAssertEqual(ReserveFilter.uids("alice, bob,,carol"), ["alice", "bob", "carol"])
+    }
+
     func testUnavailableStoreIs503ButThePageStillWorks() {
         let f = ReserveFilter(reservations: nil, storeProblem: "disk gone", page: Array("p".utf8), admins: [])
         var r = postJSON("/v1/reservations", #"{"subdomain":"abc","email":"a@b.co"}"#)

@@ -297,6 +297,21 @@ def test_other_records_pass_through_byte_for_byte(tmp_path):
     assert proc.stdout == line + "\n"
 
 
+def test_admins_from_file_and_environment_may_list(tmp_path):
+    f = Filter(tmp_path)
+    admins = tmp_path / "admins"
+    admins.write_text("# who may list\nalice\n")
+
+    def listing(uid):
+        rec = request(path="/v1/reservations", query="limit=10", annotations={"auth": {"uid": uid}})
+        return f.run([rec], "--admins", str(admins), env={"EDGEPIPE_RESERVE_ADMINS": "bob,carol"})[0]
+
+    assert listing("alice")["status"] == 200
+    assert listing("carol")["status"] == 200
+    assert body_json(listing("bob")) == {"reservations": [], "next_cursor": None}
+    assert listing("mallory")["status"] == 403
+
+
 # ---------------------------------------------------------------------------------------
 # Racing confirmations
 

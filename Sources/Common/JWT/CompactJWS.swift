@@ -19,12 +19,13 @@ public struct CompactJWS: Sendable {
     public static let defaultMaxBytes = 8192
     static let maxDepth = 16
 
-    public static func parse(_ token: String, maxBytes: Int = defaultMaxBytes) throws(JWTError) -> CompactJWS {
-        var token = token
-        let result: Result<CompactJWS, JWTError> = token.withUTF8 { bytes in
+    public static func parse<S: StringProtocol>(_ token: S, maxBytes: Int = defaultMaxBytes) throws(JWTError) -> CompactJWS {
+        let contiguous: Result<CompactJWS, JWTError>? = token.utf8.withContiguousStorageIfAvailable { bytes in
             Result { () throws(JWTError) in try parse(bytes, maxBytes: maxBytes) }
         }
-        return try result.get()
+        if let contiguous { return try contiguous.get() }
+        let copy = Array(token.utf8)
+        return try copy.withUnsafeBufferPointer { bytes throws(JWTError) in try parse(bytes, maxBytes: maxBytes) }
     }
 
     public static func parse(_ token: UnsafeBufferPointer<UInt8>, maxBytes: Int = defaultMaxBytes) throws(JWTError) -> CompactJWS {

@@ -22,7 +22,7 @@ public struct JWTVerifier: Sendable {
 
     /// `keys` returns the verifier for a kid and algorithm, nil for an unknown kid; it may
     /// throw `.keysUnavailable`, `.keyMismatch` or `.unusableKey`.
-    public func verify(_ token: String, now: Int,
+    public func verify<S: StringProtocol>(_ token: S, now: Int,
                        keys: (String, SignatureAlgorithm) throws(JWTError) -> SignatureVerifier?) throws(JWTError) -> Verified {
         let jws = try CompactJWS.parse(token, maxBytes: maxTokenBytes)
         // "none" and every HMAC name fall out here: they are not SignatureAlgorithm cases.

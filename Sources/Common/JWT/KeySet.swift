@@ -11,6 +11,8 @@ public final class KeySet {
 
     private var entries: [String: Entry] = [:]
     private var verifiers: [String: SignatureVerifier] = [:]
+    private var lastVerifier: SignatureVerifier?
+    private var lastKid = ""
     public let format: Format
 
     public enum Format: String, Sendable { case jwks, x509 }
@@ -51,8 +53,14 @@ public final class KeySet {
 
     /// The verifier for `kid` under `algorithm`; nil when the set has no such kid.
     public func verifier(kid: String, algorithm: SignatureAlgorithm) throws(JWTError) -> SignatureVerifier? {
+        // Nearly every token names the same key as the one before: skip the hashing.
+        if let last = lastVerifier, last.algorithm == algorithm, lastKid == kid { return last }
         let cacheKey = algorithm.rawValue + " " + kid
-        if let v = verifiers[cacheKey] { return v }
+        if let v = verifiers[cacheKey] {
+            lastVerifier = v
+            lastKid = kid
+            return v
+        }
         guard let entry = entries[kid] else { return nil }
         let key: PublicKey
         switch entry {
@@ -65,6 +73,8 @@ public final class KeySet {
         let verifier: SignatureVerifier
         do { verifier = try SignatureVerifier(key: key, algorithm: algorithm) } catch { throw .keyMismatch }
         verifiers[cacheKey] = verifier
+        lastVerifier = verifier
+        lastKid = kid
         return verifier
     }
 

@@ -10,6 +10,12 @@ import Musl
 ///     rediss://[user@]host[:port][/db][?options]      TLS, verified against the system CAs
 ///                                                      (or EDGEPIPE_REDIS_CA_FILE)
 ///     redis+unix://[user@]/path/to/redis.sock[?db=N&options]
+///     redis+sentinel://[user@]host[:port][,host[:port]...]/master-name[/db][?options]
+///     rediss+sentinel://...                           the same, TLS to sentinels and primary
+///
+/// With Sentinel, each new connection asks the sentinels (port 26379 by default) for the
+/// current primary of master-name and checks that the server it reaches says it is the
+/// primary (ROLE), so after a failover the next connection finds the new one.
 ///
 /// Options: `prefix` (namespace of every key, default `edgepipe:`), `db`,
 /// `connect_timeout_ms` (1000), `timeout_ms` (per command, 2000), `wait` (replicas that must
@@ -17,11 +23,21 @@ import Musl
 ///
 /// The URL never carries the password: it is on argv or in the environment of every tool,
 /// and it is printed in error messages. The password comes from EDGEPIPE_REDIS_PASSWORD_FILE
-/// (a file, trailing newline ignored) or EDGEPIPE_REDIS_PASSWORD.
+/// (a file, trailing newline ignored) or EDGEPIPE_REDIS_PASSWORD; a sentinel's own password,
+/// when sentinels require one, from EDGEPIPE_REDIS_SENTINEL_PASSWORD.
 public struct RedisLocation: Equatable, Sendable, CustomStringConvertible {
+    public struct Node: Equatable, Sendable {
+        public var host: String
+        public var port: Int
+        public init(host: String, port: Int) { self.host = host; self.port = port }
+        var text: String { (host.contains(":") ? "[\(host)]" : host) + ":\(port)" }
+    }
+
     public enum Endpoint: Equatable, Sendable {
         case tcp(host: String, port: Int)
         case unix(path: String)
+        /// The primary of `master` as the sentinels at `sentinels` name it.
+        case sentinel(sentinels: [Node], master: String)
     }
 
     public var endpoint: Endpoint
@@ -43,16 +59,17 @@ public struct RedisLocation: Equatable, Sendable, CustomStringConvertible {
     public var description: String {
         switch endpoint {
         case .tcp(let host, let port):
-            let h = host.contains(":") ? "[\(host)]" : host
-            return "\(tls ? "rediss" : "redis")://\(h):\(port)/\(database)"
+            return "\(tls ? "rediss" : "redis")://\(Node(host: host, port: port).text)/\(database)"
         case .unix(let path):
             return "redis+unix://\(path)?db=\(database)"
+        case .sentinel(let sentinels, let master):
+            return "\(tls ? "rediss" : "redis")+sentinel://\(sentinels.map(\.text).joined(separator: ","))/\(master)/\(database)"
         }
     }
 
     public static func isRedisURL(_ text: String) -> Bool {
         let lower = text.lowercased()
-        return lower.hasPrefix("redis://") || lower.hasPrefix("rediss://") || lower.hasPrefix("redis+unix://")
+        return ["redis://", "rediss://", "redis+unix://", "redis+sentinel://", "rediss+sentinel://"].contains { lower.hasPrefix($0) }
     }
 
     /// Parses a store URL. Error messages quote no part of the URL that could hold a secret.
@@ -64,7 +81,9 @@ public struct RedisLocation: Equatable, Sendable, CustomStringConvertible {
         if lower.hasPrefix("redis://") { scheme = "redis" }
         else if lower.hasPrefix("rediss://") { scheme = "rediss" }
         else if lower.hasPrefix("redis+unix://") { scheme = "redis+unix" }
-        else { throw bad("the scheme must be redis, rediss or redis+unix") }
+        else if lower.hasPrefix("redis+sentinel://") { scheme = "redis+sentinel" }
+        else if lower.hasPrefix("rediss+sentinel://") { scheme = "rediss+sentinel" }
+        else { throw bad("the scheme must be redis, rediss, redis+unix, redis+sentinel or rediss+sentinel") }
         var rest = Substring(text.dropFirst(scheme.count + 3))
         if rest.contains("#") { throw bad("fragments are not allowed") }
         var query: Substring = ""
@@ -93,42 +112,24 @@ public struct RedisLocation: Equatable, Sendable, CustomStringConvertible {
             guard let p = percentDecode(path), p.hasPrefix("/"), p.count > 1 else { throw bad("redis+unix needs an absolute socket path") }
             guard p.utf8.count < 108 else { throw bad("socket path longer than 107 bytes") }
             location = RedisLocation(endpoint: .unix(path: p))
+        } else if scheme.hasSuffix("+sentinel") {
+            guard !authority.isEmpty else { throw bad("no sentinel host") }
+            var nodes: [Node] = []
+            for part in authority.split(separator: ",", omittingEmptySubsequences: false) {
+                nodes.append(try parseNode(part, defaultPort: 26379))
+            }
+            let parts = path.split(separator: "/", omittingEmptySubsequences: false).dropFirst()
+            guard let first = parts.first, let master = percentDecode(first), !master.isEmpty, parts.count <= 2 else {
+                throw bad("the path must be the master name, then optionally the database (redis+sentinel://host:26379/mymaster/0)")
+            }
+            location = RedisLocation(endpoint: .sentinel(sentinels: nodes, master: master))
+            location.tls = scheme == "rediss+sentinel"
+            if parts.count == 2 { location.database = try database(parts.last!) }
         } else {
-            guard !authority.isEmpty else { throw bad("no host") }
-            var host: Substring
-            var portText: Substring?
-            if authority.hasPrefix("[") {
-                guard let close = authority.firstIndex(of: "]") else { throw bad("unclosed [ in host") }
-                host = authority[authority.index(after: authority.startIndex)..<close]
-                let after = authority[authority.index(after: close)...]
-                if !after.isEmpty {
-                    guard after.hasPrefix(":") else { throw bad("junk after ]") }
-                    portText = after.dropFirst()
-                }
-                var addr = in6_addr()
-                guard inet_pton(AF_INET6, String(host), &addr) == 1 else { throw bad("bad IPv6 address") }
-            } else {
-                if let colon = authority.lastIndex(of: ":") {
-                    host = authority[..<colon]
-                    portText = authority[authority.index(after: colon)...]
-                } else {
-                    host = authority
-                }
-                guard !host.isEmpty, host.utf8.allSatisfy(isHostByte) else { throw bad("bad host name") }
-            }
-            var port = 6379
-            if let portText {
-                guard !portText.isEmpty, portText.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }),
-                      let p = Int(portText), p > 0, p < 65536 else { throw bad("bad port") }
-                port = p
-            }
-            location = RedisLocation(endpoint: .tcp(host: String(host).lowercased(), port: port))
+            let node = try parseNode(authority, defaultPort: 6379)
+            location = RedisLocation(endpoint: .tcp(host: node.host, port: node.port))
             location.tls = scheme == "rediss"
-            if path.count > 1 {
-                guard let db = Int(path.dropFirst()), db >= 0, path.dropFirst().utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 })
-                else { throw bad("the path must be a database number (redis://host:port/0)") }
-                location.database = db
-            }
+            if path.count > 1 { location.database = try database(path.dropFirst()) }
         }
         location.username = username
 
@@ -149,7 +150,7 @@ public struct RedisLocation: Equatable, Sendable, CustomStringConvertible {
             switch name {
             case "prefix": location.prefix = value
             case "db":
-                if case .tcp = location.endpoint, path.count > 1 { throw bad("database given both in the path and as db=") }
+                guard case .unix = location.endpoint else { throw bad("the database goes in the path, not db=") }
                 location.database = try number(0...1_000_000)
             case "connect_timeout_ms": location.connectTimeoutMillis = try number(1...600_000)
             case "timeout_ms": location.timeoutMillis = try number(1...600_000)
@@ -160,6 +161,47 @@ public struct RedisLocation: Equatable, Sendable, CustomStringConvertible {
             }
         }
         return location
+    }
+
+    private static func database(_ text: Substring) throws(KVError) -> Int {
+        guard !text.isEmpty, text.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }), let db = Int(text), db <= 1_000_000 else {
+            throw KVError.unavailable("bad redis URL: the database must be a number (redis://host:port/0)")
+        }
+        return db
+    }
+
+    /// `host`, `host:port`, `[v6]` or `[v6]:port`.
+    private static func parseNode(_ authority: Substring, defaultPort: Int) throws(KVError) -> Node {
+        func bad(_ why: String) -> KVError { KVError.unavailable("bad redis URL: \(why)") }
+        guard !authority.isEmpty else { throw bad("no host") }
+        var host: Substring
+        var portText: Substring?
+        if authority.hasPrefix("[") {
+            guard let close = authority.firstIndex(of: "]") else { throw bad("unclosed [ in host") }
+            host = authority[authority.index(after: authority.startIndex)..<close]
+            let after = authority[authority.index(after: close)...]
+            if !after.isEmpty {
+                guard after.hasPrefix(":") else { throw bad("junk after ]") }
+                portText = after.dropFirst()
+            }
+            var addr = in6_addr()
+            guard inet_pton(AF_INET6, String(host), &addr) == 1 else { throw bad("bad IPv6 address") }
+        } else {
+            if let colon = authority.lastIndex(of: ":") {
+                host = authority[..<colon]
+                portText = authority[authority.index(after: colon)...]
+            } else {
+                host = authority
+            }
+            guard !host.isEmpty, host.utf8.allSatisfy(isHostByte) else { throw bad("bad host name") }
+        }
+        var port = defaultPort
+        if let portText {
+            guard !portText.isEmpty, portText.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }),
+                  let p = Int(portText), p > 0, p < 65536 else { throw bad("bad port") }
+            port = p
+        }
+        return Node(host: String(host).lowercased(), port: port)
     }
 
     private static func isHostByte(_ b: UInt8) -> Bool {
