@@ -32,9 +32,12 @@ PY
 
 echo "audit benchmark: $n entries, dir $dir ($(df -PT "$dir" | awk 'NR==2 {print $2}'))"
 
-# 1. The disk: append ~300 bytes + fdatasync, as the writer does per entry (without the lock).
-t0=$(now)
-python3 - "$dir/fsync.probe" "$n" <<'PY'
+# 1. The disk: append ~300 bytes + fdatasync, as the writer does per entry (without the
+# lock). Measured again at the end: on a shared machine the rate drifts.
+raw() {
+    local t0 t1
+    t0=$(now)
+    python3 - "$dir/fsync.probe" "$n" <<'PY'
 import os, sys
 fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
 line = b"x" * 299 + b"\n"
@@ -42,8 +45,10 @@ for _ in range(int(sys.argv[2])):
     os.write(fd, line)
     os.fdatasync(fd)
 PY
-t1=$(now)
-echo "raw write+fdatasync            $(rate "$n" "$t0" "$t1")"
+    t1=$(now)
+    echo "raw write+fdatasync $1    $(rate "$n" "$t0" "$t1")"
+}
+raw "(before)"
 
 # 2. audit, fsync per entry (the default).
 t0=$(now); "$B/audit" --file "$dir/per-entry.log" < "$dir/input.ndjson" > /dev/null; t1=$(now)
@@ -68,6 +73,8 @@ python3 -c 'import sys
 for i in range(int(sys.argv[1])): print("{\"id\":\"%d\",\"method\":\"GET\",\"path\":\"/x\",\"status\":200,\"body\":\"ok\"}" % i)' "$((n * 10))" > "$dir/plain.ndjson"
 t0=$(now); "$B/audit" --file "$dir/unused.log" < "$dir/plain.ndjson" > /dev/null; t1=$(now)
 echo "pass-through (no annotation)   $(rate "$((n * 10))" "$t0" "$t1")"
+
+raw "(after) "
 
 # 6. verify, and every log above must verify.
 t0=$(now)

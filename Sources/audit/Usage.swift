@@ -4,7 +4,7 @@ enum Usage {
                  [--lock-timeout-ms MS]
            audit verify [--from-start] [--head PATH | --no-head] [--spill PATH | --no-spill] FILE...
            audit query [--uid U] [--type T] [--outcome O] [--kind K] [--event ID] [--request-id ID]
-                       [--since TIME] [--until TIME] [FILE...]
+                       [--since TIME] [--until TIME] [--file PATH | FILE...]
 
     audit (the filter) reads records on stdin, responses included, and writes them to stdout,
     one line out per line in. For each record carrying annotations.audit it appends one line to
@@ -35,8 +35,8 @@ enum Usage {
     catches lines removed from the end. --from-start requires the first line to be seq 1.
     Gap lines' spill ranges are checked against the spill file when it can be read.
 
-    audit query prints the lines of FILE... (default: the audit log) matching every option
-    given; a repeated option matches any of its values. TIME is RFC 3339
+    audit query prints the lines of FILE... (- is stdin; default: the audit log, as for the
+    filter) matching every option given; a repeated option matches any of its values. TIME is RFC 3339
     (2026-01-02T03:04:05Z, 2026-01-02T03:04:05+01:00), a date (2026-01-02, UTC) or Unix
     seconds; --since is inclusive, --until exclusive.
 

@@ -17,6 +17,8 @@ public struct DecoderSettings: Sendable {
     /// closing the socket does not reset the connection under the response.
     public var lingerMs = 2_000
     public var lingerMaxBytes = 16 << 20
+    /// Peers whose X-Forwarded-For / X-Real-IP name the client (none by default).
+    public var trustedProxies = TrustedProxies.none
     public var readSize = 256 << 10
     public var input: Int32 = 0
     public var output: Int32 = 1
@@ -61,6 +63,9 @@ public struct HTTPDecoder {
         defer { chunk.deallocate() }
         var phase = parser.phase
         var phaseStart = Clock.monotonicMillis()
+        // The peer is the same for every request of the connection; only a proxy's
+        // requests each name their own client.
+        let proxy = settings.trustedProxies.trusts(peer: remote) ? remote : nil
 
         while true {
             // Everything parseable now becomes records; they are written in one go before
@@ -71,7 +76,8 @@ public struct HTTPDecoder {
                 case .needMore:
                     break parsing
                 case .request(let request):
-                    RequestRecord.make(request, id: String(nextID), remote: remote).object.write(to: &out)
+                    let client = proxy.map { settings.trustedProxies.client(peer: $0, headers: request.headers) } ?? remote
+                    RequestRecord.make(request, id: String(nextID), remote: client).object.write(to: &out)
                     out.append(0x0A)
                     nextID += 1
                     completed = true

@@ -25,10 +25,17 @@ options (each overrides its environment variable):
   --header-timeout-ms N   first byte to end of head (408)          EDGEPIPE_HEADER_TIMEOUT_MS 10000
   --body-timeout-ms N     end of head to end of body (408)         EDGEPIPE_BODY_TIMEOUT_MS   30000
   --linger-ms N           drain unread input after the last answer EDGEPIPE_LINGER_MS         2000
+  --trusted-proxy CIDR    a front proxy (nginx, HAProxy) whose X-Forwarded-For / X-Real-IP
+                          name the client; repeatable; IPv4 or IPv6, e.g. 127.0.0.2/32
+                          or 10.0.0.0/8                   EDGEPIPE_TRUSTED_PROXIES (comma-separated)
 
 environment:
-  TCPREMOTEIP, REMOTE_ADDR, SOCAT_PEERADDR   the client address for "remote" (first set wins;
+  TCPREMOTEIP, REMOTE_ADDR, SOCAT_PEERADDR   the peer address for "remote" (first set wins;
                                              else getpeername(2) on standard input)
+
+"remote" is the peer address, except when the peer is a trusted proxy: then the right-most
+X-Forwarded-For address that is not itself a trusted proxy, else X-Real-IP. From any other
+peer those headers are ignored for "remote" (a client can send them); they stay headers.
 
 exit status: 0 when the connection is done, 1 when standard output is closed, 2 on bad usage.
 See docs/http-decode.md.
@@ -44,6 +51,13 @@ settings.idleTimeoutMs = options.int("--idle-timeout-ms", env: "EDGEPIPE_IDLE_TI
 settings.headerTimeoutMs = options.int("--header-timeout-ms", env: "EDGEPIPE_HEADER_TIMEOUT_MS", default: settings.headerTimeoutMs)
 settings.bodyTimeoutMs = options.int("--body-timeout-ms", env: "EDGEPIPE_BODY_TIMEOUT_MS", default: settings.bodyTimeoutMs)
 settings.lingerMs = options.int("--linger-ms", env: "EDGEPIPE_LINGER_MS", default: settings.lingerMs)
+var proxySpecs = options.values("--trusted-proxy")
+if proxySpecs.isEmpty, let env = environment("EDGEPIPE_TRUSTED_PROXIES") { proxySpecs = [env] }
+do throws(CIDRError) {
+    settings.trustedProxies = try TrustedProxies(parsing: proxySpecs)
+} catch {
+    Log.fatal("--trusted-proxy: \(error.message)")
+}
 if !options.rest().isEmpty { Log.fatal("no arguments expected (try --help)") }
 if let problem = settings.problem { Log.fatal(problem) }
 

@@ -8,6 +8,16 @@ struct ReserveFilter {
         case submit = "reserve-submit"
         case confirm = "reserve-confirm"
         case list = "reserve-list"
+
+        /// The audit annotation's `action`.
+        var event: String {
+            switch self {
+            case .page: return "page"
+            case .submit: return "submit"
+            case .confirm: return "confirm"
+            case .list: return "list"
+            }
+        }
     }
 
     /// nil when the store could not be opened: every reservation request is then a 503.
@@ -39,44 +49,46 @@ struct ReserveFilter {
             record = pageResponse(record)
             return
         }
+        record = respond(to: record, action)
+        // Refusals made before the reservation logic ran (unreadable body, store down,
+        // no uid) are reservation events too: the trail shows every answer.
+        if record.annotation(AnnotationKey.audit) == nil {
+            let code = (try? JSONReader.parse(record.body))?["error"]?.string ?? "error"
+            record.setAnnotation(AnnotationKey.audit, ["kind": "reservation", "action": .string(action.event),
+                                                       "outcome": .string(code)])
+        }
+    }
+
+    private func respond(to record: Record, _ action: Action) -> Record {
         guard let reservations else {
-            record = record.errorResponse(status: 503, error: "unavailable", message: "the reservation store is unavailable")
             Log.error("reservation store unavailable: \(storeProblem)")
-            return
+            return record.errorResponse(status: 503, error: "unavailable", message: "the reservation store is unavailable",
+                                        headers: [Header("retry-after", "5")])
         }
         do throws(KVError) {
             switch action {
-            case .page: break
-            case .submit:
+            case .page:
+                return pageResponse(record)
+            case .submit, .confirm:
                 let fields: [String: String?]
                 do throws(InputError) {
                     fields = try FormInput.fields(body: record.body, contentType: record.header("content-type"))
                 } catch {
-                    record = record.errorResponse(status: error.status, error: error.code, message: error.message)
-                    return
+                    return record.errorResponse(status: error.status, error: error.code, message: error.message)
                 }
-                let (outcome, subject) = try reservations.submit(subdomain: fields["subdomain"], email: fields["email"])
-                record = answer(record, outcome, subject, action: "submit")
-            case .confirm:
-                let fields: [String: String?]
-                do throws(InputError) {
-                    fields = try FormInput.fields(body: record.body, contentType: record.header("content-type"))
-                } catch {
-                    record = record.errorResponse(status: error.status, error: error.code, message: error.message)
-                    return
-                }
-                let (outcome, subject) = try reservations.confirm(token: fields["token"])
-                record = answer(record, outcome, subject, action: "confirm")
+                let (outcome, subject) = action == .submit
+                    ? try reservations.submit(subdomain: fields["subdomain"], email: fields["email"])
+                    : try reservations.confirm(token: fields["token"])
+                return answer(record, outcome, subject, action: action.event)
             case .list:
-                record = try listResponse(record, reservations)
+                return try listResponse(record, reservations)
             }
+        } catch .invalidCursor {
+            return record.errorResponse(status: 400, error: "bad_request", message: "the cursor is not one this service issued")
         } catch {
             Log.error("reservation store: \(error)")
-            let status = error == .invalidCursor ? 400 : 503
-            record = status == 400
-                ? record.errorResponse(status: 400, error: "bad_request", message: "the cursor is not one this service issued")
-                : record.errorResponse(status: 503, error: "unavailable", message: "the reservation store is unavailable; try again",
-                                       headers: [Header("retry-after", "5")])
+            return record.errorResponse(status: 503, error: "unavailable", message: "the reservation store is unavailable; try again",
+                                        headers: [Header("retry-after", "5")])
         }
     }
 

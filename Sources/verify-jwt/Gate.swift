@@ -50,7 +50,10 @@ final class Gate {
             for item in list {
                 if case .array(let pair) = item, pair.count == 2, case .string(let rawName) = pair[0] {
                     let name = Self.lowercased(rawName)
-                    if name.hasPrefix("x-authenticated-") || injectedNames.contains(name) { changed = true; continue }
+                    if Self.isInjectedPrefix(name) || (!injectedNames.isEmpty && injectedNames.contains(name)) {
+                        changed = true
+                        continue
+                    }
                     if name == "authorization" { authorizations.append(pair[1]); changed = true; continue }
                 }
                 kept.append(item)
@@ -185,6 +188,14 @@ final class Gate {
         case .bool(let b): return b ? "true" : "false"
         default: return nil
         }
+    }
+
+    private static let injectedPrefix = Array("x-authenticated-".utf8)
+
+    static func isInjectedPrefix(_ name: String) -> Bool {
+        let utf8 = name.utf8
+        guard utf8.count >= injectedPrefix.count else { return false }
+        return utf8.prefix(injectedPrefix.count).elementsEqual(injectedPrefix)
     }
 
     static func lowercased(_ name: String) -> String {

@@ -101,6 +101,11 @@ final class KeyStore {
             loadedOnce = true
             loadCache()
         }
+        // The common case: a fresh set that has the key (one comparison when it is the last one used).
+        let now = clock()
+        if let keys, now < expiresAt, let verifier = try keys.verifier(kid: kid, algorithm: algorithm) {
+            return verifier
+        }
         var refreshed = false
         if keys == nil || clock() >= expiresAt {
             refresh(wanting: kid)

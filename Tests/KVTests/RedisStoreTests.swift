@@ -328,6 +328,21 @@ final class RedisLocationTests: XCTestCase {
         XCTAssertEqual(l.prefix, "")
     }
 
+    func testSentinelURL() throws {
+        let l = try RedisLocation.parse("redis+sentinel://gw@10.0.0.1,10.0.0.2:26380,[::1]/main-cache/4?prefix=x:")
+        XCTAssertEqual(l.endpoint, .sentinel(sentinels: [.init(host: "10.0.0.1", port: 26379), .init(host: "10.0.0.2", port: 26380),
+                                                         .init(host: "::1", port: 26379)], master: "main-cache"))
+        XCTAssertEqual(l.database, 4)
+        XCTAssertEqual(l.username, "gw")
+        XCTAssertFalse(l.tls)
+        XCTAssertEqual(l.description, "redis+sentinel://10.0.0.1:26379,10.0.0.2:26380,[::1]:26379/main-cache/4")
+        XCTAssertTrue(try RedisLocation.parse("rediss+sentinel://s1/m").tls)
+        for bad in ["redis+sentinel://s1", "redis+sentinel://s1/", "redis+sentinel://s1,/m", "redis+sentinel://s1/m/x",
+                    "redis+sentinel://s1/m/0/1", "redis+sentinel:///m"] {
+            XCTAssertThrowsError(try RedisLocation.parse(bad), bad)
+        }
+    }
+
     func testPasswordInTheURLIsRefusedWithoutBeingQuoted() {
         XCTAssertThrowsError(try RedisLocation.parse("redis://user:hunter2@host/0")) {
             guard case .unavailable(let why) = $0 as? KVError else { return XCTFail("\($0)") }

@@ -278,7 +278,7 @@ final class CrashRecoveryTests: XCTestCase {
         let token = try XCTUnwrap(h.store.get("reserve/token/" + hash))
         var value = token.value.object!
         value["state"] = "conflict"
-        try h.store.put(token.key, .object(value), metadata: nil, expiresAt: token.expiresAt)
+        _ = try h.store.put(token.key, .object(value), metadata: nil, expiresAt: token.expiresAt)
         XCTAssertEqual(try h.service().submit(subdomain: "kappa", email: "ann@example.com").0, .verificationSent)
         XCTAssertNil(try h.store.get("reserve/email/ann@example.com"))
     }

@@ -102,12 +102,16 @@ final class ReserveFilterTests: XCTestCase {
         XCTAssertEqual(audit(r)?["outcome"], "mail_failed")
     }
 
-    func testUnreadableBodiesAre400And415() {
+    func testUnreadableBodiesAre400And415AndAudited() {
         let h = Harness()
-        XCTAssertEqual(run(h.filter(), postJSON("/v1/reservations", "{nope")).status, 400)
-        var plain = postJSON("/v1/reservations", "hi")
+        let bad = run(h.filter(), postJSON("/v1/reservations", "{nope"))
+        XCTAssertEqual(bad.status, 400)
+        XCTAssertEqual(audit(bad), ["kind": "reservation", "action": "submit", "outcome": "bad_request"])
+        var plain = postJSON("/v1/reservations/confirm", "hi")
         plain.setHeader("content-type", "text/plain")
-        XCTAssertEqual(run(h.filter(), plain).status, 415)
+        let unsupported = run(h.filter(), plain)
+        XCTAssertEqual(unsupported.status, 415)
+        XCTAssertEqual(audit(unsupported), ["kind": "reservation", "action": "confirm", "outcome": "unsupported_media_type"])
     }
 
     func testPageIsServedWithHeadersThatKeepTheTokenPrivate() {
@@ -148,6 +152,7 @@ final class ReserveFilterTests: XCTestCase {
         let r = run(h.filter(), listRequest(uid: nil))
         XCTAssertEqual(r.status, 401)
         XCTAssertEqual(r.header("www-authenticate"), "Bearer")
+        XCTAssertEqual(audit(r)?["outcome"], "unauthenticated")
     }
 
     func testAUidHeaderAloneIsNotTrusted() {
@@ -196,6 +201,7 @@ final class ReserveFilterTests: XCTestCase {
         var r = postJSON("/v1/reservations", #"{"subdomain":"abc","email":"a@b.co"}"#)
         f.handle(&r)
         XCTAssertEqual(r.status, 503)
+        XCTAssertEqual(audit(r)?["outcome"], "unavailable")
         var page = rec(["id": "1", "method": "GET", "path": "/", "query": "", "headers": [], "body": ""])
         f.handle(&page)
         XCTAssertEqual(page.status, 200)

@@ -37,8 +37,9 @@ class RedisServer:
         self.start()
 
     def args(self):
+        # No 5 s pause before a replica's first sync (Redis 7's diskless default).
         args = ["redis-server", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no",
-                "--dir", str(self.dir)]
+                "--dir", str(self.dir), "--repl-diskless-sync-delay", "0"]
         if self.tls:
             args += ["--port", "0", "--tls-port", str(self.port), "--tls-cert-file", self.tls["cert"],
                      "--tls-key-file", self.tls["key"], "--tls-ca-cert-file", self.tls["ca"], "--tls-auth-clients", "no"]
@@ -501,3 +502,76 @@ def test_wait_for_a_real_replica_succeeds(redis, tmp_path):
         assert out(kv(replica.url, "get", "k")) == '"replicated"\n', "reads work on a replica"
     finally:
         replica.kill()
+
+
+# --- Sentinel: the primary found through sentinels, and found again after a failover -----
+
+class Sentinel:
+    def __init__(self, tmp_path, primary_port, down_after_ms=1000):
+        self.port = free_port()
+        self.conf = tmp_path / f"sentinel-{self.port}.conf"   # Sentinel rewrites its config: a file of its own
+        self.conf.write_text(f"port {self.port}\nbind 127.0.0.1\ndir {tmp_path}\n"
+                             f"sentinel monitor mymaster 127.0.0.1 {primary_port} 1\n"
+                             f"sentinel down-after-milliseconds mymaster {down_after_ms}\n"
+                             "sentinel failover-timeout mymaster 5000\n")
+        self.log = open(tmp_path / f"sentinel-{self.port}.log", "ab")
+        self.proc = subprocess.Popen(["redis-server", str(self.conf), "--sentinel"], stdout=self.log,
+                                     stderr=subprocess.STDOUT)
+        wait_for_port(self.port)
+
+    def cli(self, *args):
+        return subprocess.run(["redis-cli", "-p", str(self.port), *args], capture_output=True,
+                              timeout=10).stdout.decode().split()
+
+    def primary_port(self):
+        answer = self.cli("SENTINEL", "get-master-addr-by-name", "mymaster")
+        return int(answer[1]) if len(answer) == 2 else None
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+
+
+def wait_until(condition, timeout=20.0, what="condition"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if condition():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_sentinel_url_follows_the_primary_through_a_failover(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    primary = RedisServer(tmp_path / "a")
+    replica = RedisServer(tmp_path / "b", "--replicaof", "127.0.0.1", str(primary.port))
+    # Started once replication is up, the sentinel sees the replica in its first INFO of the
+    # primary (rather than 10 s later).
+    wait_until(lambda: "master_link_status:up" in replica.cli("INFO", "replication"), what="replication")
+    sentinel = Sentinel(tmp_path, primary.port)
+    try:
+        url = f"redis+sentinel://127.0.0.1:1,127.0.0.1:{sentinel.port}/mymaster/0"   # the first sentinel is down
+        assert kv(url, "put", "k", '"before"').returncode == OK
+        assert primary.cli("HGET", "edgepipe:e:k", "value") == '"before"'
+        assert kv(url + "?wait=1", "put", "k", '"acknowledged by the replica"').returncode == OK
+        # FAILOVER answers NOGOODSLAVE until the sentinel has talked to the replica itself.
+        wait_until(lambda: sentinel.cli("SENTINEL", "FAILOVER", "mymaster") == ["OK"], what="a failover to start")
+        wait_until(lambda: sentinel.primary_port() == replica.port, what="the failover")
+        wait_until(lambda: "role:master" in replica.cli("INFO", "replication"), what="the replica's promotion")
+        assert out(kv(url, "get", "k")) == '"acknowledged by the replica"\n'
+        p = kv(url, "put", "k", '"after"')
+        assert p.returncode == OK, err(p)
+        assert replica.cli("HGET", "edgepipe:e:k", "value") == '"after"'
+    finally:
+        sentinel.kill()
+        replica.kill()
+        primary.kill()
+
+
+def test_no_sentinel_reachable_exits_5_and_names_the_master(tmp_path):
+    p = kv("redis+sentinel://127.0.0.1:1,127.0.0.1:2/mymaster/0?connect_timeout_ms=200", "get", "k")
+    assert p.returncode == UNAVAILABLE
+    assert "no sentinel named the primary of mymaster" in err(p)

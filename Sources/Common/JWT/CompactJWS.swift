@@ -30,13 +30,11 @@ public struct CompactJWS: Sendable {
 
     public static func parse(_ token: UnsafeBufferPointer<UInt8>, maxBytes: Int = defaultMaxBytes) throws(JWTError) -> CompactJWS {
         guard token.count <= maxBytes else { throw .tooLarge }
-        var dots: [Int] = []
+        var first = -1, second = -1
         for i in 0..<token.count where token[i] == UInt8(ascii: ".") {
-            dots.append(i)
-            if dots.count > 2 { throw .malformed("not three segments") }
+            if first < 0 { first = i } else if second < 0 { second = i } else { throw .malformed("not three segments") }
         }
-        guard dots.count == 2 else { throw .malformed("not three segments") }
-        let (first, second) = (dots[0], dots[1])
+        guard second > 0 else { throw .malformed("not three segments") }
         guard first > 0, second > first + 1, second + 1 < token.count else { throw .malformed("empty segment") }
 
         let headerBytes = try decode(token, 0..<first, "header")

@@ -41,25 +41,30 @@ final class RedisConnection {
     private var consumed = 0
     private let timeoutMillis: Int
 
-    /// Connects, then (in one round trip) authenticates and selects the database.
+    /// Connects (through the sentinels to the current primary for a sentinel URL), then in
+    /// one round trip authenticates, selects the database and, behind sentinels, checks
+    /// that the server is the primary.
     init(_ location: RedisLocation, _ credentials: RedisCredentials) throws(RedisFailure) {
         // A peer that resets the connection must cost a 503, not the process (SIGPIPE's
         // default): the write then fails with EPIPE and is reported.
         signal(SIGPIPE, SIG_IGN)
         let deadline = Clock.monotonicMillis() + location.connectTimeoutMillis
         timeoutMillis = location.timeoutMillis
-        let name = location.description
+        var name = location.description
+        var location = location
+        var mustBePrimary = false
+        if case .sentinel(let sentinels, let master) = location.endpoint {
+            let primary = try Self.askSentinels(sentinels, master: master, location, credentials)
+            name += " (primary \(primary.text))"
+            location.endpoint = .tcp(host: primary.host, port: primary.port)
+            mustBePrimary = true
+        }
         switch location.endpoint {
         case .tcp(let host, let port):
             let socket: TCPSocket
             do { socket = try TCPSocket.connect(host: host, port: port, deadline: deadline) }
             catch { throw .io("cannot connect to \(name): \(error.description)", sent: false) }
             if location.tls {
-                if let ca = environment("EDGEPIPE_REDIS_CA_FILE") {
-                    // TLSStream trusts OpenSSL's default store, which SSL_CERT_FILE replaces:
-                    // a private CA for Redis is then the only one trusted by this process.
-                    setenv("SSL_CERT_FILE", ca, 1)
-                }
                 do { transport = .tls(try TLSStream(socket: socket, host: host, deadline: deadline), socket) }
                 catch { throw .io("cannot connect to \(name): \(error.description)", sent: false) }
             } else {
@@ -67,6 +72,8 @@ final class RedisConnection {
             }
         case .unix(let path):
             transport = .unix(try RedisUnixSocket.connect(path: path, deadline: deadline, name: name))
+        case .sentinel:
+            preconditionFailure("resolved above")
         }
 
         var handshake: [[[UInt8]]] = []
@@ -86,18 +93,52 @@ final class RedisConnection {
         if location.database != 0 {
             handshake.append([Array("SELECT".utf8), Array(String(location.database).utf8)])
         }
+        if mustBePrimary { handshake.append([Array("ROLE".utf8)]) }
         guard !handshake.isEmpty else { return }
         let replies: [RESPValue]
         do { replies = try roundTrip(handshake, timeoutMillis: location.connectTimeoutMillis) }
         catch { throw .io("\(name): \(error.message)", sent: true) }
         for (command, reply) in zip(handshake, replies) {
-            guard case .error(let text) = reply else { continue }
             let verb = String(decoding: command[0], as: UTF8.self)
+            if verb == "ROLE" {
+                if case .error(let text) = reply { throw .io("\(name): ROLE: \(text.prefix(80))", sent: true) }
+                // Sentinel's answer can be stale during a failover: the old primary, now a replica.
+                let role = reply.elements?.first?.bytes.map { String(decoding: $0, as: UTF8.self) }
+                guard role == "master" else {
+                    throw .io("\(name): the server sentinel named is a \(role ?? "?"), not the primary (failover in progress?)", sent: true)
+                }
+                continue
+            }
+            guard case .error(let text) = reply else { continue }
             if verb == "SELECT" { throw .io("\(name): cannot select database \(location.database): \(text)", sent: true) }
             // The reply names no secret (WRONGPASS, NOAUTH...), but say where to look.
             throw .io("\(name): authentication failed (\(text.prefix(80))); check EDGEPIPE_REDIS_PASSWORD_FILE "
                       + "or EDGEPIPE_REDIS_PASSWORD", sent: true)
         }
+    }
+
+    /// The primary's address from the first sentinel that knows `master`.
+    private static func askSentinels(_ sentinels: [RedisLocation.Node], master: String, _ location: RedisLocation,
+                                     _ credentials: RedisCredentials) throws(RedisFailure) -> RedisLocation.Node {
+        var failures: [String] = []
+        for node in sentinels {
+            var at = RedisLocation(endpoint: .tcp(host: node.host, port: node.port))
+            at.tls = location.tls
+            at.connectTimeoutMillis = location.connectTimeoutMillis
+            at.timeoutMillis = location.timeoutMillis
+            do {
+                let sentinel = try RedisConnection(at, RedisCredentials(password: credentials.sentinelPassword))
+                let reply = try sentinel.roundTrip([[Array("SENTINEL".utf8), Array("get-master-addr-by-name".utf8), Array(master.utf8)]])
+                guard let parts = reply[0].elements, parts.count == 2, let host = parts[0].bytes, let port = parts[1].int else {
+                    failures.append("\(node.text): \(reply[0] == .null ? "does not know \(master)" : "unexpected reply")")
+                    continue
+                }
+                return RedisLocation.Node(host: String(decoding: host, as: UTF8.self), port: port)
+            } catch {
+                failures.append(error.message)
+            }
+        }
+        throw .io("no sentinel named the primary of \(master): \(failures.joined(separator: "; "))", sent: false)
     }
 
     /// Whether the server closed the connection (or sent something unasked) while it sat

@@ -229,9 +229,11 @@ public struct RedisLocation: Equatable, Sendable, CustomStringConvertible {
 public struct RedisCredentials: Sendable {
     public var username: String?
     public var password: [UInt8]?
+    /// For the sentinels of a redis+sentinel URL, when they require their own.
+    public var sentinelPassword: [UInt8]?
 
-    public init(username: String? = nil, password: [UInt8]? = nil) {
-        self.username = username; self.password = password
+    public init(username: String? = nil, password: [UInt8]? = nil, sentinelPassword: [UInt8]? = nil) {
+        self.username = username; self.password = password; self.sentinelPassword = sentinelPassword
     }
 
     /// EDGEPIPE_REDIS_PASSWORD_FILE (preferred: the file can be mode 0400 and kept out of
@@ -252,6 +254,7 @@ public struct RedisCredentials: Sendable {
             throw KVError.unavailable("the redis URL names user \(username) but no password is set "
                                       + "(EDGEPIPE_REDIS_PASSWORD_FILE or EDGEPIPE_REDIS_PASSWORD)")
         }
-        return RedisCredentials(username: username, password: password)
+        return RedisCredentials(username: username, password: password,
+                                sentinelPassword: environment("EDGEPIPE_REDIS_SENTINEL_PASSWORD").map { Array($0.utf8) })
     }
 }

@@ -30,6 +30,12 @@ public final class RedisStore: KVStore, @unchecked Sendable {
         self.clockOffsetMillis = clockOffsetMillis
         entryPrefix = Array(location.prefix.utf8) + Array("e:".utf8)
         indexKey = Array(location.prefix.utf8) + Array("index".utf8)
+        if location.tls, let ca = environment("EDGEPIPE_REDIS_CA_FILE") {
+            // TLSStream (shared with HTTPClient) trusts OpenSSL's default store, which
+            // SSL_CERT_FILE replaces: the private CA of Redis is then the one this process
+            // trusts. Set here, once, before any thread of this store connects.
+            setenv("SSL_CERT_FILE", ca, 1)
+        }
     }
 
     /// The store named by a redis://, rediss:// or redis+unix:// URL, with the password
