@@ -42,6 +42,7 @@ final class Gate {
     static let uidHeader = "x-authenticated-uid"
 
     func handle(_ record: inout Record) {
+        let publicRoute = isPublic(record)
         var kept: [JSON] = []
         var authorizations: [JSON] = []
         var changed = false
@@ -54,18 +55,23 @@ final class Gate {
                         changed = true
                         continue
                     }
-                    if name == "authorization" { authorizations.append(pair[1]); changed = true; continue }
+                    if name == "authorization" {
+                        // On a public route other schemes (Basic for some webhook) are not this
+                        // gate's business and stay where they were; Bearer tokens never pass.
+                        if publicRoute, case .string(let v) = pair[1], Self.bearerToken(v) == nil {
+                            kept.append(item)
+                        } else {
+                            authorizations.append(pair[1])
+                            changed = true
+                        }
+                        continue
+                    }
                 }
                 kept.append(item)
             }
         }
 
-        if isPublic(record) {
-            // Other schemes (Basic for some webhook) are not this gate's business: kept as sent.
-            for value in authorizations {
-                if case .string(let v) = value, Self.bearerToken(v) != nil { continue }
-                kept.append(.array([.string("authorization"), value]))
-            }
+        if publicRoute {
             if changed { record.object["headers"] = .array(kept) }
             return
         }

@@ -82,8 +82,8 @@ final class GateTests: XCTestCase {
         settings.publicRoutes = ["healthz"]
         let bearer = run(gate(settings), request(route: "healthz", headers: [("authorization", "Bearer " + validToken)]))
         XCTAssertEqual(bearer.headers, [])
-        let basic = run(gate(settings), request(route: "healthz", headers: [("authorization", "Basic dTpw")]))
-        XCTAssertEqual(basic.headers, [Header("authorization", "Basic dTpw")])
+        let basic = run(gate(settings), request(route: "healthz", headers: [("authorization", "Basic dTpw"), ("host", "h")]))
+        XCTAssertEqual(basic.headers, [Header("authorization", "Basic dTpw"), Header("host", "h")])
     }
 
     func testUntouchedPublicRecordIsNotRewritten() {

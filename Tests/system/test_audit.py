@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PIPELINES, Service, binary, request, run_filter
+from conftest import Service, binary, request, run_filter
 
 ZERO = "0" * 64
 
@@ -546,8 +546,6 @@ def test_webhook_outcomes_from_apply_webhook_are_audited_and_stripped(tmp_path):
 
 def test_a_signed_webhook_through_the_service_is_audited(tmp_path):
     """End to end: HTTP in, the delivery applied, its outcome in the audit file, the chain valid."""
-    if "audit" not in (PIPELINES / "connection").read_text():
-        pytest.skip("pipelines/connection does not run audit yet (the lead wires it in)")
     import requests
     from test_webhook_support import SECRET, checkout, dumps, plans_file, sign, T0
     svc = Service(tmp_path, env={"EDGEPIPE_STRIPE_SECRETS": SECRET, "EDGEPIPE_PLANS": plans_file(tmp_path)})

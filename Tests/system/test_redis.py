@@ -2,7 +2,8 @@
 directory store, the races between real processes (one winner, no lost update),
 authentication from the environment or a file, TLS with a private CA, a Unix socket, and
 Redis killed and restarted under load: exit 5 / 503 with a clear message in between,
-back to work without restarting anything.
+back to work without restarting anything, and no acknowledged write lost; Sentinel
+failover; the webhook and reservation races with many gateways sharing one Redis.
 
 Each test starts its own redis-server (apt-get install -y redis-server) on a free
 loopback port, without persistence unless the test needs it."""
@@ -17,7 +18,8 @@ import time
 
 import pytest
 
-from conftest import binary, free_port, request, wait_for_port
+from conftest import binary, free_port, request, run_filter, wait_for_port
+from test_webhook_support import MONTH, T0, checkout, dumps, signed_record, subscription, webhook_env
 
 OK, NOT_FOUND, USAGE, EXISTS, MISMATCH, UNAVAILABLE = 0, 1, 2, 3, 4, 5
 
@@ -575,3 +577,158 @@ def test_no_sentinel_reachable_exits_5_and_names_the_master(tmp_path):
     p = kv("redis+sentinel://127.0.0.1:1,127.0.0.1:2/mymaster/0?connect_timeout_ms=200", "get", "k")
     assert p.returncode == UNAVAILABLE
     assert "no sentinel named the primary of mymaster" in err(p)
+
+
+# --- the subscription and reservation races, many gateways on one Redis -----------------
+# Each HTTP connection runs its own filter processes, so N concurrent processes with the
+# same EDGEPIPE_KV are N gateways as far as the store can tell; the reservation race also
+# runs through two complete pipelines/reserve services on two ports.
+
+
+def redis_entry(url, key):
+    p = kv(url, "get", key, "--entry")
+    return json.loads(out(p)) if p.returncode == OK else None
+
+
+def test_twenty_concurrent_webhook_deliveries_end_in_the_newest_state(redis, tmp_path):
+    env = dict(os.environ)
+    env.update(webhook_env(tmp_path, kv=redis.url))
+    first = subprocess.run([binary("apply-webhook")], input=(dumps(signed_record(checkout("evt_0", T0))) + "\n").encode(),
+                           capture_output=True, env=env)
+    assert json.loads(first.stdout)["status"] == 200, first.stderr.decode()
+    statuses = ["active", "past_due", "unpaid", "active", "trialing"]
+    events = [subscription(f"evt_{i:02d}", T0 + 10 + i, statuses[i % 5], T0 + MONTH + i * 86400,
+                           price="price_basic_m" if i % 2 else "price_pro_m", lookup_key=None) for i in range(20)]
+    events.reverse()   # the newest first: most deliveries arrive stale
+    procs = [subprocess.Popen([binary("apply-webhook")], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, env=env) for _ in events]
+    for p, e in zip(procs, events):
+        p.stdin.write((dumps(signed_record(e)) + "\n").encode())
+    for p in procs:
+        p.stdin.close()
+    results = [json.loads(p.stdout.read()) for p in procs]
+    for p in procs:
+        p.wait(timeout=60)
+        p.stdout.close()
+        p.stderr.close()
+    assert all(r["status"] == 200 for r in results)
+    state = redis_entry(redis.url, "sub/user-1")["value"]
+    assert state["last_event_id"] == "evt_19"
+    assert state["current_period_end"] == T0 + MONTH + 19 * 86400 and state["plan"] == "basic"
+    events_seen = json.loads(out(kv(redis.url, "list", "--prefix", "event/")))["keys"]
+    assert sorted(events_seen) == sorted([f"event/evt_{i:02d}" for i in range(20)] + ["event/evt_0"])
+
+
+def test_a_webhook_delivered_to_ten_gateways_at_once_is_applied_once(redis, tmp_path):
+    env = dict(os.environ)
+    env.update(webhook_env(tmp_path, kv=redis.url))
+    line = (dumps(signed_record(checkout("evt_1", T0))) + "\n").encode()
+    procs = [subprocess.Popen([binary("apply-webhook")], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+             for _ in range(10)]
+    for p in procs:
+        p.stdin.write(line)
+    for p in procs:
+        p.stdin.close()
+    outcomes = [json.loads(p.stdout.read())["annotations"]["audit"]["outcome"] for p in procs]
+    for p in procs:
+        p.wait(timeout=60)
+        p.stdout.close()
+    assert sorted(outcomes) == ["applied"] + ["duplicate"] * 9
+    entry = redis_entry(redis.url, "sub/user-1")
+    assert entry["value"]["status"] == "active" and entry["version"] == 1
+
+
+def test_webhook_pending_area_on_redis_is_drained_by_a_later_checkout_on_another_gateway(redis, tmp_path):
+    env = webhook_env(tmp_path, kv=redis.url)
+    early = subscription("evt_2", T0 + 1, "past_due", T0 + MONTH)
+    [out], _ = run_filter("apply-webhook", [signed_record(early)], env=env)
+    assert out["status"] == 200 and out["annotations"]["audit"]["outcome"] == "pending"
+    assert redis_entry(redis.url, "pending/cus_1/evt_2") is not None
+    [out], _ = run_filter("apply-webhook", [signed_record(checkout("evt_1", T0))], env=env)   # a new process
+    assert out["annotations"]["audit"]["outcome"] == "applied"
+    assert [d["event_id"] for d in out["annotations"]["audit"]["drained"]] == ["evt_2"]
+    assert json.loads(out(kv(redis.url, "list", "--prefix", "pending/")))["keys"] == []
+    assert redis_entry(redis.url, "sub/user-1")["value"]["status"] == "past_due"
+    assert redis_entry(redis.url, "customer/cus_1") is not None
+
+
+def test_redis_killed_and_restarted_mid_webhook_load_loses_no_acknowledged_webhook(tmp_path):
+    server = RedisServer(tmp_path, "--appendonly", "yes", "--appendfsync", "always")
+    url = server.url + "?connect_timeout_ms=200&timeout_ms=500"
+    env = dict(os.environ)
+    env.update(webhook_env(tmp_path, kv=url))
+    answers = {}
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def gateway(g):
+        i = 0
+        while not stop.is_set():
+            uid = f"g{g}-u{i}"
+            rec = signed_record(checkout(f"evt_{uid}", T0, uid=uid, customer=f"cus_{uid}", subscription=f"sub_{uid}"))
+            p = subprocess.run([binary("apply-webhook")], input=(dumps(rec) + "\n").encode(), capture_output=True, env=env)
+            with lock:
+                answers[uid] = json.loads(p.stdout)
+            i += 1
+
+    threads = [threading.Thread(target=gateway, args=(g,)) for g in range(2)]
+    try:
+        for t in threads:
+            t.start()
+        time.sleep(0.5)
+        server.kill()
+        time.sleep(0.5)
+        server.start()
+        time.sleep(0.5)
+        stop.set()
+        for t in threads:
+            t.join()
+        statuses = [a["status"] for a in answers.values()]
+        assert set(statuses) <= {200, 503}, statuses
+        assert statuses.count(503) > 0, "Redis was never seen down; the test proves nothing"
+        assert statuses.count(200) > 5
+        for uid, answer in answers.items():
+            if answer["status"] == 503:
+                assert json.loads(answer["body"])["error"]   # a JSON reason: Stripe retries
+                continue
+            entry = redis_entry(server.url, f"sub/{uid}")
+            assert entry is not None and entry["value"]["status"] == "active", f"acknowledged webhook for {uid} was lost"
+    finally:
+        stop.set()
+        server.kill()
+
+
+def test_fifty_confirmations_through_two_reservation_services_sharing_redis_have_one_winner(redis, tmp_path):
+    from test_reserve import ReserveService
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    services = [ReserveService(tmp_path / "a", env={"EDGEPIPE_KV": redis.url}),
+                ReserveService(tmp_path / "b", env={"EDGEPIPE_KV": redis.url})]
+    try:
+        emails = [f"racer{i}@example.com" for i in range(50)]
+        for i, e in enumerate(emails):
+            status, _, _ = services[i % 2].submit("contested", e)
+            assert status == 202
+        tokens = [services[i % 2].token_for(e) for i, e in enumerate(emails)]
+        results = [None] * 50
+        start = threading.Barrier(50)
+
+        def confirm(i):
+            start.wait()
+            results[i] = services[(i + 1) % 2].confirm(tokens[i])   # confirmed through the other service
+
+        threads = [threading.Thread(target=confirm, args=(i,)) for i in range(50)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert sorted(r[0] for r in results) == [201] + [409] * 49
+        winner = next(r[1] for r in results if r[0] == 201)
+        keys = json.loads(out(kv(redis.url, "list", "--prefix", "reserve/email/")))["keys"]
+        assert keys == ["reserve/email/" + winner["email"]]
+        for side in "ab":   # nothing went to the local directory store (setup-data creates it empty)
+            local = tmp_path / side / "data" / "kv"
+            assert not local.exists() or not any(local.iterdir())
+    finally:
+        for s in services:
+            s.stop()

@@ -39,6 +39,7 @@ final class RedisConnection {
     private let transport: Transport
     private var buffer: [UInt8] = []
     private var consumed = 0
+    private var chunk = [UInt8](repeating: 0, count: 64 << 10)
     private let timeoutMillis: Int
 
     /// Connects (through the sentinels to the current primary for a sentinel URL), then in
@@ -182,7 +183,6 @@ final class RedisConnection {
                 }
             }
             if consumed > 0 { buffer.removeSubrange(0..<consumed); consumed = 0 }
-            var chunk = [UInt8](repeating: 0, count: 64 << 10)
             let n: Int
             do { n = try read(&chunk, deadline: deadline) }
             catch { throw .io(error.description, sent: true) }

@@ -159,7 +159,7 @@ public enum StripeSecrets {
         for (n, raw) in lines.enumerated() {
             let line = trim(raw)
             if line.isEmpty || line.hasPrefix("#") { continue }
-            if line.contains(where: { $0 == " " || $0 == "\t" }) {
+            if line.contains(where: \.isWhitespace) {
                 throw Invalid(message: "line \(n + 1) of the secrets file contains whitespace inside the secret")
             }
             if !out.contains(line) { out.append(line) }
@@ -179,8 +179,8 @@ public enum StripeSecrets {
 
     private static func trim(_ s: Substring) -> String {
         var t = s[...]
-        while let f = t.first, f == " " || f == "\t" || f == "\r" { t = t.dropFirst() }
-        while let l = t.last, l == " " || l == "\t" || l == "\r" { t = t.dropLast() }
+        while let f = t.first, f.isWhitespace { t = t.dropFirst() }
+        while let l = t.last, l.isWhitespace { t = t.dropLast() }
         return String(t)
     }
 }

@@ -1,0 +1,245 @@
+"""The production front recipes of docs/deployment.md, tried for real: pipelines/front runs
+nginx or HAProxy (config from pipelines/nginx or pipelines/haproxy, self-signed TLS) on
+loopback ports in front of pipelines/serve, and real clients talk to it over HTTP and HTTPS.
+
+To see what the filters see, the service runs from a private binary directory where
+`http-decode` is a wrapper that logs each start (one start = one pipeline = one upstream
+connection) and `route` a wrapper that copies the records it receives (so `remote` is
+checked as a filter reads it). A proxy that is not installed is skipped, naming its package."""
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import time
+
+import pytest
+
+from conftest import BIN, PIPELINES, binary, free_port, wait_for_port
+
+TIMEOUT = float(os.environ.get("EDGEPIPE_TEST_TIMEOUT", "10"))
+PROXIES = [pytest.param("nginx", id="nginx"), pytest.param("haproxy", id="haproxy")]
+
+
+def need(program):
+    if shutil.which(program, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin") is None:
+        pytest.skip(f"{program} is not installed (apt-get install -y {program})")
+
+
+class RecordingBin:
+    """A copy of the binary directory whose http-decode and route report what happens."""
+
+    def __init__(self, tmp_path):
+        self.path = tmp_path / "bin"
+        self.path.mkdir()
+        self.starts = tmp_path / "starts.log"
+        self.records = tmp_path / "records.jsonl"
+        self.starts.touch()
+        self.records.touch()
+        for name in ("http-decode", "route", "http-encode"):
+            binary(name)
+        for entry in BIN.iterdir():
+            if entry.is_file() and os.access(entry, os.X_OK):
+                (self.path / entry.name).symlink_to(entry)
+        self._wrap("http-decode", f'echo "$$" >> {self.starts}\nexec {BIN}/http-decode "$@"\n')
+        # tee writes each read at once (coreutils tee does not buffer), so records arrive in time.
+        self._wrap("route", f'tee -a {self.records} | exec {BIN}/route "$@"\n')
+
+    def _wrap(self, name, body):
+        target = self.path / name
+        target.unlink()
+        target.write_text("#!/bin/sh\n" + body)
+        target.chmod(0o755)
+
+    def reset(self):
+        """Forgets the pipelines started so far (the start-up checks connect to the service)."""
+        self.starts.write_text("")
+        self.records.write_text("")
+
+    def start_pids(self):
+        return [int(line) for line in self.starts.read_text().split()]
+
+    def seen(self):
+        return [json.loads(line) for line in self.records.read_text().splitlines() if line.strip()]
+
+
+class Front:
+    """pipelines/front with one proxy on free loopback ports, in its own session."""
+
+    def __init__(self, tmp_path, proxy, bin_dir, workers=1):
+        need(proxy)
+        self.port, self.tls_port, self.upstream_port = free_port(), free_port(), free_port()
+        self.data = tmp_path / "data"
+        env = dict(os.environ)
+        env.pop("EDGEPIPE_TRUSTED_PROXIES", None)
+        env.update({"EDGEPIPE_BIN": str(bin_dir), "EDGEPIPE_DATA": str(self.data)})
+        self.log_path = tmp_path / "front.log"
+        self.log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            [str(PIPELINES / "front"), "--proxy", proxy, "--port", str(self.port), "--tls-port", str(self.tls_port),
+             "--upstream-port", str(self.upstream_port), "--workers", str(workers), "--keepalive", "4"],
+            env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            for port in (self.upstream_port, self.port, self.tls_port):
+                wait_for_port(port, timeout=TIMEOUT + 10)   # the first run generates a key
+        except AssertionError:
+            self.stop()
+            raise AssertionError(f"{proxy} front did not listen: {self.log_path.read_text(errors='replace')}")
+
+    def connection(self, tls=False):
+        if tls:
+            return http.client.HTTPSConnection("127.0.0.1", self.tls_port, timeout=TIMEOUT,
+                                               context=ssl._create_unverified_context())
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=TIMEOUT)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.log.close()
+
+
+def exchange(conn, path, headers=None):
+    conn.request("GET", path, headers=headers or {})
+    resp = conn.getresponse()
+    return resp.status, resp.read()
+
+
+def get(front, path, tls=False, headers=None):
+    conn = front.connection(tls)
+    try:
+        return exchange(conn, path, headers)
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def recording(tmp_path):
+    return RecordingBin(tmp_path)
+
+
+@pytest.fixture(params=PROXIES)
+def front(request, tmp_path, recording):
+    f = Front(tmp_path, request.param, recording.path)
+    recording.reset()
+    yield f
+    f.stop()
+
+
+def test_front_serves_healthz_and_404_over_http(front):
+    status, body = get(front, "/healthz")
+    assert (status, json.loads(body)) == (200, {"status": "ok"})
+    status, body = get(front, "/no/such/path")
+    assert status == 404
+    assert json.loads(body)["error"] == "not_found"
+
+
+def test_front_terminates_tls_with_its_self_signed_certificate(front):
+    status, body = get(front, "/healthz", tls=True)
+    assert (status, json.loads(body)) == (200, {"status": "ok"})
+    status, body = get(front, "/no/such/path", tls=True)
+    assert (status, json.loads(body)["error"]) == (404, "not_found")
+    out = subprocess.run(["curl", "-sk", "-i", f"https://127.0.0.1:{front.tls_port}/healthz"],
+                         capture_output=True, timeout=TIMEOUT)
+    assert out.stdout.startswith(b"HTTP/1.1 200")
+    assert out.stdout.endswith(b'{"status":"ok"}')
+    # Without -k the certificate is refused: it is self-signed, not trusted by the system.
+    strict = subprocess.run(["curl", "-s", "-o", "/dev/null", f"https://127.0.0.1:{front.tls_port}/healthz"],
+                            timeout=TIMEOUT)
+    assert strict.returncode == 60
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
+def test_front_serves_several_requests_on_one_client_connection(front, recording, tls):
+    conn = front.connection(tls)
+    try:
+        statuses = [exchange(conn, path)[0] for path in ["/healthz", "/nope", "/v1/profile", "/healthz", "/healthz"]]
+    finally:
+        conn.close()
+    assert statuses == [200, 404, 410, 200, 200]
+    assert [r["path"] for r in recording.seen()] == ["/healthz", "/nope", "/v1/profile", "/healthz", "/healthz"]
+    assert len(recording.start_pids()) == 1
+
+
+def test_front_reuses_upstream_pipelines_across_client_connections(front, recording):
+    for _ in range(20):
+        status, _ = get(front, "/healthz")   # a new client connection each time
+        assert status == 200
+    starts = recording.start_pids()
+    assert 1 <= len(starts) < 20
+    # One worker keeping its idle upstream connection: in practice a single pipeline.
+    assert len(starts) <= 2, f"{len(starts)} pipelines for 20 client connections"
+
+
+def test_front_passes_the_client_address_not_a_spoofed_one(front, recording):
+    spoof = {"X-Forwarded-For": "6.6.6.6", "X-Real-IP": "6.6.6.6"}
+    assert get(front, "/healthz", headers=spoof)[0] == 200
+    assert get(front, "/nope", tls=True, headers=spoof)[0] == 404
+    seen = recording.seen()
+    assert [r["path"] for r in seen] == ["/healthz", "/nope"]
+    for r, scheme in zip(seen, ["http", "https"]):
+        assert r["remote"] == "127.0.0.1"
+        values = lambda name: [v for n, v in r["headers"] if n == name]
+        # The client's claim stays visible as a header, with the proxy's own entry after it.
+        assert ",".join(values("x-forwarded-for")).replace(" ", "").split(",") == ["6.6.6.6", "127.0.0.1"]
+        assert values("x-real-ip") == ["127.0.0.1"]
+        assert values("x-forwarded-proto") == [scheme]
+
+
+def test_front_serves_on_after_its_pipeline_dies(front, recording):
+    assert get(front, "/healthz")[0] == 200
+    [pid] = recording.start_pids()
+    os.kill(pid, signal.SIGKILL)   # the idle upstream pipeline's first filter
+    deadline = time.time() + TIMEOUT
+    while time.time() < deadline and os.path.exists(f"/proc/{pid}"):
+        time.sleep(0.02)
+    # The proxy either saw the connection close or retries the request on a new one.
+    for _ in range(3):
+        assert get(front, "/healthz")[0] == 200
+    assert len(recording.start_pids()) >= 2
+
+
+def test_direct_client_cannot_claim_an_address(tmp_path, recording):
+    """The service trusts only the proxy's own source address (127.0.0.2), so a client
+    connecting to it directly, even from the same machine, is reported as itself."""
+    f = Front(tmp_path, "nginx", recording.path)
+    recording.reset()
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", f.upstream_port, timeout=TIMEOUT)
+        try:
+            status, _ = exchange(conn, "/healthz", {"X-Forwarded-For": "6.6.6.6", "X-Real-IP": "6.6.6.6"})
+        finally:
+            conn.close()
+    finally:
+        f.stop()
+    assert status == 200
+    [r] = recording.seen()
+    assert r["remote"] == "127.0.0.1"
+    assert ["x-forwarded-for", "6.6.6.6"] in r["headers"]
+
+
+@pytest.mark.parametrize("proxy", PROXIES)
+def test_front_config_has_the_keep_alive_settings(tmp_path, recording, proxy):
+    f = Front(tmp_path, proxy, recording.path)
+    f.stop()
+    if proxy == "nginx":
+        conf = (f.data / "nginx" / "nginx.conf").read_text()
+        for line in ["keepalive 4;", "proxy_http_version 1.1;", 'proxy_set_header Connection "";',
+                     "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
+                     "proxy_set_header X-Real-IP $remote_addr;", "proxy_bind 127.0.0.2;"]:
+            assert line in conf
+    else:
+        conf = (f.data / "haproxy" / "haproxy.cfg").read_text()
+        for line in ["http-reuse always", "option http-keep-alive", "option forwardfor",
+                     "source 127.0.0.2", "pool-max-conn 4", "ssl crt "]:
+            assert line in conf
+    settings = "\n".join(l for l in conf.splitlines() if not l.lstrip().startswith("#"))
+    assert not re.search(r"@[A-Z_]+@", settings), "a template field was left unfilled"
