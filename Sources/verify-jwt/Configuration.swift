@@ -79,14 +79,14 @@ struct Configuration {
             throw Invalid("--insecure-no-verify refused: it needs EDGEPIPE_ENV=local (this environment is '\(env("EDGEPIPE_ENV") ?? "unset")')")
         }
 
-        var algorithms: Set<SignatureAlgorithm> = [.rs256]
+        var algorithms: [SignatureAlgorithm] = [.rs256]
         if !algorithmNames.isEmpty {
             algorithms = []
             for name in algorithmNames {
                 guard let alg = SignatureAlgorithm(rawValue: name) else {
                     throw Invalid("unsupported algorithm '\(name)' (supported: \(SignatureAlgorithm.allCases.map(\.rawValue).joined(separator: ", ")))")
                 }
-                algorithms.insert(alg)
+                if !algorithms.contains(alg) { algorithms.append(alg) }
             }
         }
 

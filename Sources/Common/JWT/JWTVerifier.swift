@@ -2,7 +2,9 @@
 /// configured key of the matching type, the signature, then the claims. The signature
 /// comes before the claims so that nothing about a forged token's claims is reported.
 public struct JWTVerifier: Sendable {
-    public var algorithms: Set<SignatureAlgorithm>
+    /// The allowed algorithms. An array, not a Set: a Set of this enum costs a runtime
+    /// conformance lookup at start-up, and the list has at most seven entries.
+    public var algorithms: [SignatureAlgorithm]
     public var policy: ClaimsPolicy
     public var maxTokenBytes: Int
 
@@ -13,7 +15,7 @@ public struct JWTVerifier: Sendable {
         public let algorithm: SignatureAlgorithm
     }
 
-    public init(algorithms: Set<SignatureAlgorithm> = [.rs256], policy: ClaimsPolicy,
+    public init(algorithms: [SignatureAlgorithm] = [.rs256], policy: ClaimsPolicy,
                 maxTokenBytes: Int = CompactJWS.defaultMaxBytes) {
         self.algorithms = algorithms
         self.policy = policy
