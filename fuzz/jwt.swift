@@ -43,7 +43,7 @@ private func makeKeys() -> Keys {
 nonisolated(unsafe) private let keys = makeKeys()
 private let now = 1_700_000_000
 private let policy = ClaimsPolicy(issuers: ["https://securetoken.google.com/edgepipe"], audiences: ["edgepipe"])
-private let verifier = JWTVerifier(algorithms: Set(SignatureAlgorithm.allCases), policy: policy)
+private let verifier = JWTVerifier(algorithms: .init(SignatureAlgorithm.allCases), policy: policy)
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {

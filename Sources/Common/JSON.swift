@@ -5,6 +5,12 @@
 // milliseconds of start-up; this reader works on raw bytes and keeps numbers as
 // their source text so that values a filter does not touch pass through unchanged.
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
 /// A JSON value. Objects keep their members in order, so records round-trip
 /// byte for byte apart from what a filter changes.
 public enum JSON: Equatable, Sendable {
@@ -45,10 +51,40 @@ public enum JSON: Equatable, Sendable {
 
 /// An ordered JSON object. Records are small, so a linear scan beats hashing.
 public struct JSONObject: Equatable, Sendable {
+    /// One member. A member read from a record line (`Record.parse`) keeps its value as
+    /// the line's bytes until someone reads it: a filter touches two or three of a
+    /// record's fields, and the rest (headers with a 1 KB token, a body) then cost a
+    /// validation scan and a copy instead of a tree of Strings and Arrays.
     public struct Member: Equatable, Sendable {
         public var key: String
-        public var value: JSON
-        public init(_ key: String, _ value: JSON) { self.key = key; self.value = value }
+        var storage: Storage
+
+        enum Storage: Sendable {
+            case value(JSON)
+            case raw(JSONRaw)
+        }
+
+        public init(_ key: String, _ value: JSON) { self.key = key; storage = .value(value) }
+        init(_ key: String, raw: JSONRaw) { self.key = key; storage = .raw(raw) }
+
+        /// Reading a raw member parses its bytes (each time: values are small and most
+        /// are read once); assigning replaces them.
+        public var value: JSON {
+            get {
+                switch storage {
+                case .value(let v): return v
+                case .raw(let r): return r.json
+                }
+            }
+            set { storage = .value(newValue) }
+        }
+
+        public static func == (a: Member, b: Member) -> Bool {
+            guard a.key == b.key else { return false }
+            // Raw bytes are canonical (see JSONRaw): equal bytes, equal values, and back.
+            if case .raw(let x) = a.storage, case .raw(let y) = b.storage { return x.hasSameBytes(as: y) }
+            return a.value == b.value
+        }
     }
     public var members: [Member]
 
@@ -75,6 +111,65 @@ public struct JSONObject: Equatable, Sendable {
                 members.append(Member(key, v))
             }
         }
+    }
+
+    /// The member itself, raw bytes and all: copying it into another object is a copy of
+    /// a reference, not a parse and a re-serialisation.
+    public func member(_ key: String) -> Member? {
+        index(of: key).map { members[$0] }
+    }
+
+    /// The bytes of a member still held raw, for readers that scan instead of parsing
+    /// (Record.header). nil when absent or already parsed.
+    func withRawBytes<R>(of key: String, _ body: (UnsafeBufferPointer<UInt8>) -> R) -> R?? {
+        guard let i = index(of: key) else { return nil }
+        guard case .raw(let raw) = members[i].storage else { return .some(nil) }
+        return .some(raw.withBytes(body))
+    }
+}
+
+/// A validated value's bytes inside the line it was read from. Only values whose bytes
+/// are exactly what the writer would produce (no whitespace, no escapes but the writer's
+/// own) are kept raw, so writing a raw member is a copy, equal bytes mean equal values,
+/// and a record serialises the same whether its members were parsed or not.
+struct JSONRaw: Sendable {
+    let source: [UInt8]
+    let start: Int32
+    let end: Int32
+
+    init(_ source: [UInt8], _ start: Int, _ end: Int) {
+        self.source = source
+        self.start = Int32(truncatingIfNeeded: start)
+        self.end = Int32(truncatingIfNeeded: end)
+    }
+
+    var count: Int { Int(end - start) }
+
+    func withBytes<R>(_ body: (UnsafeBufferPointer<UInt8>) -> R) -> R {
+        source.withUnsafeBufferPointer { body(UnsafeBufferPointer(rebasing: $0[Int(start)..<Int(end)])) }
+    }
+
+    var json: JSON {
+        withBytes { bytes in
+            do {
+                return try JSONReader.parse(bytes)
+            } catch {
+                // Unreachable: the bytes were validated by the same scanner when read.
+                assertionFailure("raw JSON no longer parses: \(error)")
+                return .null
+            }
+        }
+    }
+
+    func hasSameBytes(as other: JSONRaw) -> Bool {
+        guard count == other.count else { return false }
+        return withBytes { a in
+            other.withBytes { b in a.baseAddress == b.baseAddress || memcmp(a.baseAddress!, b.baseAddress!, a.count) == 0 }
+        }
+    }
+
+    func write(to out: inout [UInt8]) {
+        withBytes { out.append(contentsOf: $0) }
     }
 }
 
@@ -103,7 +198,8 @@ public struct JSONReader {
     }
 
     public static func parse(_ buffer: UnsafeBufferPointer<UInt8>, maxDepth: Int = defaultMaxDepth) throws(JSONError) -> JSON {
-        var reader = JSONReader(buffer: buffer, maxDepth: maxDepth)
+        guard let base = buffer.baseAddress, !buffer.isEmpty else { throw JSONError("unexpected end of input", at: 0) }
+        var reader = JSONReader(base: base, count: buffer.count, maxDepth: maxDepth)
         reader.skipWhitespace()
         let value = try reader.readValue(depth: 0)
         reader.skipWhitespace()
@@ -113,49 +209,125 @@ public struct JSONReader {
         return value
     }
 
-    private let buffer: UnsafeBufferPointer<UInt8>
+    /// Reads a record line: the whole line is validated as strictly as `parse` does, but
+    /// the top-level members keep their bytes (in `source`, shared) until they are read.
+    /// nil when the line is valid JSON but not an object.
+    static func parseObject(source: [UInt8], maxDepth: Int = defaultMaxDepth) throws(JSONError) -> JSONObject? {
+        try source.withUnsafeBufferPointer { buffer throws(JSONError) -> JSONObject? in
+            guard let base = buffer.baseAddress, !buffer.isEmpty else { throw JSONError("unexpected end of input", at: 0) }
+            var reader = JSONReader(base: base, count: buffer.count, maxDepth: maxDepth)
+            reader.skipWhitespace()
+            guard reader.position < reader.count, base[reader.position] == UInt8(ascii: "{") else {
+                // Not an object: parse it all for the right error, if there is one.
+                _ = try parse(buffer, maxDepth: maxDepth)
+                return nil
+            }
+            let object = try reader.readRecordObject(source: source)
+            reader.skipWhitespace()
+            if reader.position != buffer.count {
+                throw JSONError("unexpected data after the JSON value", at: reader.position)
+            }
+            return object
+        }
+    }
+
+    /// A key's bytes, for duplicate checks without making Strings.
+    private struct KeySpan {
+        var start: Int
+        var end: Int
+        var escaped: Bool
+    }
+
+    /// What a string scan found: its content's range (quotes excluded) and whether it can
+    /// be used as is.
+    private struct StringScan {
+        var start: Int
+        var end: Int
+        var escaped = false
+        /// Escapes other than the writer's own (`\"`, `\\`, `\n`, `\r`, `\t`, `\u00xx`
+        /// for other control characters).
+        var canonical = true
+    }
+
+    private let base: UnsafePointer<UInt8>
+    private let count: Int
     private let maxDepth: Int
     private var position = 0
     private var scratch: [UInt8] = []
+    private var keys: [KeySpan] = []
 
-    private init(buffer: UnsafeBufferPointer<UInt8>, maxDepth: Int) {
-        self.buffer = buffer
+    private init(base: UnsafePointer<UInt8>, count: Int, maxDepth: Int) {
+        self.base = base
+        self.count = count
         self.maxDepth = maxDepth
     }
 
-    private mutating func skipWhitespace() {
-        while position < buffer.count {
-            switch buffer[position] {
+    /// Returns whether it skipped anything (whitespace makes a value non-canonical).
+    @discardableResult
+    private mutating func skipWhitespace() -> Bool {
+        let start = position
+        while position < count {
+            switch base[position] {
             case 0x20, 0x09, 0x0A, 0x0D: position += 1
-            default: return
+            default: return position != start
             }
         }
+        return position != start
     }
 
     private func fail(_ message: String) -> JSONError { JSONError(message, at: position) }
 
+    // MARK: Building values
+
     private mutating func readValue(depth: Int) throws(JSONError) -> JSON {
-        guard position < buffer.count else { throw fail("unexpected end of input") }
-        switch buffer[position] {
+        guard position < count else { throw fail("unexpected end of input") }
+        switch base[position] {
         case UInt8(ascii: "{"): return try readObject(depth: depth + 1)
         case UInt8(ascii: "["): return try readArray(depth: depth + 1)
         case UInt8(ascii: "\""): return .string(try readString())
         case UInt8(ascii: "t"): try expectLiteral("true"); return .bool(true)
         case UInt8(ascii: "f"): try expectLiteral("false"); return .bool(false)
         case UInt8(ascii: "n"): try expectLiteral("null"); return .null
-        case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): return try readNumber()
+        case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"):
+            let start = position
+            try scanNumber()
+            return .number(String(decoding: UnsafeBufferPointer(start: base + start, count: position - start), as: UTF8.self))
         default: throw fail("unexpected character")
         }
     }
 
     private mutating func expectLiteral(_ literal: StaticString) throws(JSONError) {
-        let count = literal.utf8CodeUnitCount
-        guard position + count <= buffer.count else { throw fail("unexpected end of input") }
-        let start = literal.utf8Start
-        for i in 0..<count where buffer[position + i] != start[i] {
-            throw fail("invalid literal")
+        let n = literal.utf8CodeUnitCount
+        guard position + n <= count else { throw fail("unexpected end of input") }
+        if memcmp(base + position, literal.utf8Start, n) != 0 { throw fail("invalid literal") }
+        position += n
+    }
+
+    /// Reads one key and refuses it when the object (whose keys start at `first` in
+    /// `keys`) already has it. Duplicate keys are refused: two filters reading different
+    /// copies of "id" or "status" is exactly the kind of confusion an attacker wants.
+    private mutating func readKey(objectKeysFrom first: Int) throws(JSONError) -> StringScan {
+        guard position < count, base[position] == UInt8(ascii: "\"") else { throw fail("expected a string key") }
+        let keyStart = position
+        let scan = try scanString()
+        let span = KeySpan(start: scan.start, end: scan.end, escaped: scan.escaped)
+        var i = first
+        while i < keys.count {
+            if sameKey(keys[i], span) {
+                throw JSONError("duplicate key \"\(makeString(scan))\"", at: keyStart)
+            }
+            i += 1
         }
-        position += count
+        keys.append(span)
+        return scan
+    }
+
+    private mutating func sameKey(_ a: KeySpan, _ b: KeySpan) -> Bool {
+        if !a.escaped && !b.escaped {
+            return a.end - a.start == b.end - b.start && memcmp(base + a.start, base + b.start, a.end - a.start) == 0
+        }
+        return makeString(StringScan(start: a.start, end: a.end, escaped: a.escaped))
+            == makeString(StringScan(start: b.start, end: b.end, escaped: b.escaped))
     }
 
     private mutating func readObject(depth: Int) throws(JSONError) -> JSON {
@@ -163,34 +335,28 @@ public struct JSONReader {
         position += 1
         var members: [JSONObject.Member] = []
         skipWhitespace()
-        if position < buffer.count, buffer[position] == UInt8(ascii: "}") {
+        if position < count, base[position] == UInt8(ascii: "}") {
             position += 1
             return .object(JSONObject(members))
         }
+        members.reserveCapacity(4)
+        let first = keys.count
         while true {
             skipWhitespace()
-            guard position < buffer.count, buffer[position] == UInt8(ascii: "\"") else {
-                throw fail("expected a string key")
-            }
-            let keyStart = position
-            let key = try readString()
-            // Duplicate keys are refused: two filters reading different copies of "id"
-            // or "status" is exactly the kind of confusion an attacker wants.
-            for m in members where m.key == key {
-                throw JSONError("duplicate key \"\(key)\"", at: keyStart)
-            }
+            let key = makeString(try readKey(objectKeysFrom: first))
             skipWhitespace()
-            guard position < buffer.count, buffer[position] == UInt8(ascii: ":") else {
-                throw fail("expected ':'")
-            }
+            guard position < count, base[position] == UInt8(ascii: ":") else { throw fail("expected ':'") }
             position += 1
             skipWhitespace()
-            let value = try readValue(depth: depth)
-            members.append(JSONObject.Member(key, value))
+            members.append(JSONObject.Member(key, try readValue(depth: depth)))
             skipWhitespace()
-            guard position < buffer.count else { throw fail("unexpected end of input") }
-            if buffer[position] == UInt8(ascii: ",") { position += 1; continue }
-            if buffer[position] == UInt8(ascii: "}") { position += 1; return .object(JSONObject(members)) }
+            guard position < count else { throw fail("unexpected end of input") }
+            if base[position] == UInt8(ascii: ",") { position += 1; continue }
+            if base[position] == UInt8(ascii: "}") {
+                position += 1
+                keys.removeLast(keys.count - first)
+                return .object(JSONObject(members))
+            }
             throw fail("expected ',' or '}'")
         }
     }
@@ -200,140 +366,323 @@ public struct JSONReader {
         position += 1
         var elements: [JSON] = []
         skipWhitespace()
-        if position < buffer.count, buffer[position] == UInt8(ascii: "]") {
+        if position < count, base[position] == UInt8(ascii: "]") {
             position += 1
             return .array(elements)
         }
+        elements.reserveCapacity(4)
         while true {
             skipWhitespace()
             elements.append(try readValue(depth: depth))
             skipWhitespace()
-            guard position < buffer.count else { throw fail("unexpected end of input") }
-            if buffer[position] == UInt8(ascii: ",") { position += 1; continue }
-            if buffer[position] == UInt8(ascii: "]") { position += 1; return .array(elements) }
+            guard position < count else { throw fail("unexpected end of input") }
+            if base[position] == UInt8(ascii: ",") { position += 1; continue }
+            if base[position] == UInt8(ascii: "]") { position += 1; return .array(elements) }
             throw fail("expected ',' or ']'")
         }
     }
 
-    private mutating func readNumber() throws(JSONError) -> JSON {
-        let start = position
-        if buffer[position] == UInt8(ascii: "-") { position += 1 }
-        guard position < buffer.count else { throw fail("unexpected end of number") }
-        if buffer[position] == UInt8(ascii: "0") {
+    /// The record object: keys are read, values validated and kept raw when canonical.
+    private mutating func readRecordObject(source: [UInt8]) throws(JSONError) -> JSONObject {
+        position += 1
+        var members: [JSONObject.Member] = []
+        skipWhitespace()
+        if position < count, base[position] == UInt8(ascii: "}") {
             position += 1
-            if position < buffer.count, isDigit(buffer[position]) { throw fail("leading zero in number") }
-        } else if isDigit(buffer[position]) {
-            while position < buffer.count, isDigit(buffer[position]) { position += 1 }
+            return JSONObject(members)
+        }
+        members.reserveCapacity(12)
+        while true {
+            skipWhitespace()
+            let key = makeString(try readKey(objectKeysFrom: 0))
+            skipWhitespace()
+            guard position < count, base[position] == UInt8(ascii: ":") else { throw fail("expected ':'") }
+            position += 1
+            skipWhitespace()
+            let valueStart = position
+            if try skipValue(depth: 1) {
+                members.append(JSONObject.Member(key, raw: JSONRaw(source, valueStart, position)))
+            } else {
+                // Rare (whitespace or unusual escapes inside): parse it now, so that raw
+                // bytes are always what the writer would write.
+                position = valueStart
+                members.append(JSONObject.Member(key, try readValue(depth: 1)))
+            }
+            skipWhitespace()
+            guard position < count else { throw fail("unexpected end of input") }
+            if base[position] == UInt8(ascii: ",") { position += 1; continue }
+            if base[position] == UInt8(ascii: "}") { position += 1; return JSONObject(members) }
+            throw fail("expected ',' or '}'")
+        }
+    }
+
+    // MARK: Validating without building
+
+    /// Checks one value as `readValue` would, without building it; returns whether its
+    /// bytes are canonical (what the writer would write for it).
+    private mutating func skipValue(depth: Int) throws(JSONError) -> Bool {
+        guard position < count else { throw fail("unexpected end of input") }
+        switch base[position] {
+        case UInt8(ascii: "{"): return try skipObject(depth: depth + 1)
+        case UInt8(ascii: "["): return try skipArray(depth: depth + 1)
+        case UInt8(ascii: "\""): return try scanString().canonical
+        case UInt8(ascii: "t"): try expectLiteral("true"); return true
+        case UInt8(ascii: "f"): try expectLiteral("false"); return true
+        case UInt8(ascii: "n"): try expectLiteral("null"); return true
+        case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): try scanNumber(); return true
+        default: throw fail("unexpected character")
+        }
+    }
+
+    private mutating func skipObject(depth: Int) throws(JSONError) -> Bool {
+        if depth > maxDepth { throw fail("nesting deeper than \(maxDepth)") }
+        position += 1
+        var canonical = !skipWhitespace()
+        if position < count, base[position] == UInt8(ascii: "}") {
+            position += 1
+            return canonical
+        }
+        let first = keys.count
+        while true {
+            if skipWhitespace() { canonical = false }
+            if !(try readKey(objectKeysFrom: first)).canonical { canonical = false }
+            if skipWhitespace() { canonical = false }
+            guard position < count, base[position] == UInt8(ascii: ":") else { throw fail("expected ':'") }
+            position += 1
+            if skipWhitespace() { canonical = false }
+            if !(try skipValue(depth: depth)) { canonical = false }
+            if skipWhitespace() { canonical = false }
+            guard position < count else { throw fail("unexpected end of input") }
+            if base[position] == UInt8(ascii: ",") { position += 1; continue }
+            if base[position] == UInt8(ascii: "}") {
+                position += 1
+                keys.removeLast(keys.count - first)
+                return canonical
+            }
+            throw fail("expected ',' or '}'")
+        }
+    }
+
+    private mutating func skipArray(depth: Int) throws(JSONError) -> Bool {
+        if depth > maxDepth { throw fail("nesting deeper than \(maxDepth)") }
+        position += 1
+        var canonical = !skipWhitespace()
+        if position < count, base[position] == UInt8(ascii: "]") {
+            position += 1
+            return canonical
+        }
+        while true {
+            if skipWhitespace() { canonical = false }
+            if !(try skipValue(depth: depth)) { canonical = false }
+            if skipWhitespace() { canonical = false }
+            guard position < count else { throw fail("unexpected end of input") }
+            if base[position] == UInt8(ascii: ",") { position += 1; continue }
+            if base[position] == UInt8(ascii: "]") { position += 1; return canonical }
+            throw fail("expected ',' or ']'")
+        }
+    }
+
+    // MARK: Scalars
+
+    private mutating func scanNumber() throws(JSONError) {
+        if base[position] == UInt8(ascii: "-") { position += 1 }
+        guard position < count else { throw fail("unexpected end of number") }
+        if base[position] == UInt8(ascii: "0") {
+            position += 1
+            if position < count, isDigit(base[position]) { throw fail("leading zero in number") }
+        } else if isDigit(base[position]) {
+            while position < count, isDigit(base[position]) { position += 1 }
         } else {
             throw fail("expected a digit")
         }
-        if position < buffer.count, buffer[position] == UInt8(ascii: ".") {
+        if position < count, base[position] == UInt8(ascii: ".") {
             position += 1
-            guard position < buffer.count, isDigit(buffer[position]) else { throw fail("expected a digit after '.'") }
-            while position < buffer.count, isDigit(buffer[position]) { position += 1 }
+            guard position < count, isDigit(base[position]) else { throw fail("expected a digit after '.'") }
+            while position < count, isDigit(base[position]) { position += 1 }
         }
-        if position < buffer.count, buffer[position] | 0x20 == UInt8(ascii: "e") {
+        if position < count, base[position] | 0x20 == UInt8(ascii: "e") {
             position += 1
-            if position < buffer.count, buffer[position] == UInt8(ascii: "+") || buffer[position] == UInt8(ascii: "-") {
+            if position < count, base[position] == UInt8(ascii: "+") || base[position] == UInt8(ascii: "-") {
                 position += 1
             }
-            guard position < buffer.count, isDigit(buffer[position]) else { throw fail("expected a digit in exponent") }
-            while position < buffer.count, isDigit(buffer[position]) { position += 1 }
+            guard position < count, isDigit(base[position]) else { throw fail("expected a digit in exponent") }
+            while position < count, isDigit(base[position]) { position += 1 }
         }
-        return .number(String(decoding: UnsafeBufferPointer(rebasing: buffer[start..<position]), as: UTF8.self))
     }
 
     @inline(__always) private func isDigit(_ b: UInt8) -> Bool { b &- UInt8(ascii: "0") < 10 }
 
-    private mutating func readString() throws(JSONError) -> String {
+    /// True when any of 8 bytes is '"', '\\', a control character or non-ASCII: the
+    /// string scan then looks at them one by one; otherwise it skips all 8.
+    @inline(__always) private static func needsCare(_ x: UInt64) -> Bool {
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        let high: UInt64 = 0x8080_8080_8080_8080
+        let quote = x ^ (ones &* 0x22)
+        let backslash = x ^ (ones &* 0x5C)
+        let zeroInQuote = (quote &- ones) & ~quote
+        let zeroInBackslash = (backslash &- ones) & ~backslash
+        let control = x &- (ones &* 0x20)          // a byte < 0x20 borrows into its high bit
+        return ((zeroInQuote | zeroInBackslash | control) & ~x | x) & high != 0
+    }
+
+    /// Scans a string from its opening quote to past its closing quote, checking escapes,
+    /// control characters and UTF-8; builds nothing.
+    private mutating func scanString() throws(JSONError) -> StringScan {
         position += 1 // opening quote
-        let start = position
-        // Fast path: no escapes. Control characters are refused, UTF-8 validated below.
-        while position < buffer.count {
-            let b = buffer[position]
-            if b == UInt8(ascii: "\"") {
-                let slice = UnsafeBufferPointer(rebasing: buffer[start..<position])
-                position += 1
-                return try makeString(slice, at: start)
+        var scan = StringScan(start: position, end: position)
+        while true {
+            while position &+ 8 <= count {
+                let x = UnsafeRawPointer(base + position).loadUnaligned(as: UInt64.self)
+                if Self.needsCare(x) { break }
+                position &+= 8
             }
-            if b == UInt8(ascii: "\\") { break }
-            if b < 0x20 { throw fail("control character in string") }
-            position += 1
-        }
-        guard position < buffer.count else { throw JSONError("unterminated string", at: start - 1) }
-        // Slow path: copy what we have and decode escapes.
-        scratch.removeAll(keepingCapacity: true)
-        scratch.append(contentsOf: UnsafeBufferPointer(rebasing: buffer[start..<position]))
-        while position < buffer.count {
-            let b = buffer[position]
-            if b == UInt8(ascii: "\"") {
-                position += 1
-                let bytes = scratch
-                return try bytes.withUnsafeBufferPointer { p throws(JSONError) in try makeString(p, at: start) }
-            }
-            if b < 0x20 { throw fail("control character in string") }
-            if b != UInt8(ascii: "\\") { scratch.append(b); position += 1; continue }
-            position += 1
-            guard position < buffer.count else { break }
-            let e = buffer[position]
-            position += 1
-            switch e {
-            case UInt8(ascii: "\""): scratch.append(0x22)
-            case UInt8(ascii: "\\"): scratch.append(0x5C)
-            case UInt8(ascii: "/"): scratch.append(0x2F)
-            case UInt8(ascii: "b"): scratch.append(0x08)
-            case UInt8(ascii: "f"): scratch.append(0x0C)
-            case UInt8(ascii: "n"): scratch.append(0x0A)
-            case UInt8(ascii: "r"): scratch.append(0x0D)
-            case UInt8(ascii: "t"): scratch.append(0x09)
-            case UInt8(ascii: "u"):
-                var scalar = try readHex4()
-                if scalar >= 0xD800 && scalar < 0xDC00 {
-                    // A high surrogate must be followed by an escaped low surrogate.
-                    guard position + 1 < buffer.count, buffer[position] == UInt8(ascii: "\\"),
-                          buffer[position + 1] == UInt8(ascii: "u") else { throw fail("lone surrogate") }
-                    position += 2
-                    let low = try readHex4()
-                    guard low >= 0xDC00 && low < 0xE000 else { throw fail("invalid surrogate pair") }
-                    scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
-                } else if scalar >= 0xDC00 && scalar < 0xE000 {
-                    throw fail("lone surrogate")
+            // Byte by byte up to the byte that needs care (within 8 after a fast-loop exit).
+            while true {
+                guard position < count else { throw JSONError("unterminated string", at: scan.start - 1) }
+                let b = base[position]
+                if b == UInt8(ascii: "\"") {
+                    scan.end = position
+                    position += 1
+                    return scan
                 }
-                appendUTF8(scalar, to: &scratch)
-            default:
-                throw fail("invalid escape")
+                if b == UInt8(ascii: "\\") {
+                    scan.escaped = true
+                    try scanEscape(&scan)
+                    break
+                }
+                if b < 0x20 { throw fail("control character in string") }
+                if b >= 0x80 {
+                    try scanUTF8(stringStart: scan.start)
+                    break
+                }
+                position += 1
             }
         }
-        throw JSONError("unterminated string", at: start - 1)
+    }
+
+    private mutating func scanEscape(_ scan: inout StringScan) throws(JSONError) {
+        position += 1
+        guard position < count else { throw JSONError("unterminated string", at: scan.start - 1) }
+        let e = base[position]
+        position += 1
+        switch e {
+        case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "n"), UInt8(ascii: "r"), UInt8(ascii: "t"):
+            break
+        case UInt8(ascii: "/"), UInt8(ascii: "b"), UInt8(ascii: "f"):
+            scan.canonical = false
+        case UInt8(ascii: "u"):
+            let digits = position
+            let scalar = try readHex4()
+            if scalar >= 0xD800 && scalar < 0xDC00 {
+                // A high surrogate must be followed by an escaped low surrogate.
+                guard position + 1 < count, base[position] == UInt8(ascii: "\\"),
+                      base[position + 1] == UInt8(ascii: "u") else { throw fail("lone surrogate") }
+                position += 2
+                let low = try readHex4()
+                guard low >= 0xDC00 && low < 0xE000 else { throw fail("invalid surrogate pair") }
+                scan.canonical = false
+            } else if scalar >= 0xDC00 && scalar < 0xE000 {
+                throw fail("lone surrogate")
+            } else if scalar >= 0x20 || scalar == 0x09 || scalar == 0x0A || scalar == 0x0D {
+                scan.canonical = false
+            } else {
+                for i in digits..<digits + 4 where base[i] >= UInt8(ascii: "A") && base[i] <= UInt8(ascii: "F") {
+                    scan.canonical = false
+                }
+            }
+        default:
+            throw fail("invalid escape")
+        }
+    }
+
+    /// Checks one UTF-8 sequence (RFC 3629: no overlong forms, no surrogates, at most U+10FFFF).
+    private mutating func scanUTF8(stringStart: Int) throws(JSONError) {
+        let invalid = JSONError("invalid UTF-8 in string", at: stringStart)
+        let lead = base[position]
+        var low: UInt8 = 0x80, high: UInt8 = 0xBF
+        let more: Int
+        switch lead {
+        case 0xC2...0xDF: more = 1
+        case 0xE0: more = 2; low = 0xA0
+        case 0xE1...0xEC, 0xEE...0xEF: more = 2
+        case 0xED: more = 2; high = 0x9F
+        case 0xF0: more = 3; low = 0x90
+        case 0xF1...0xF3: more = 3
+        case 0xF4: more = 3; high = 0x8F
+        default: throw invalid
+        }
+        guard position + more < count else { throw invalid }
+        let second = base[position + 1]
+        guard second >= low && second <= high else { throw invalid }
+        var i = 2
+        while i <= more {
+            guard base[position + i] & 0xC0 == 0x80 else { throw invalid }
+            i += 1
+        }
+        position += more + 1
     }
 
     private mutating func readHex4() throws(JSONError) -> UInt32 {
-        guard position + 4 <= buffer.count else { throw fail("truncated \\u escape") }
+        guard position + 4 <= count else { throw fail("truncated \\u escape") }
         var v: UInt32 = 0
         for _ in 0..<4 {
-            let b = buffer[position]
-            let d: UInt32
-            switch b {
-            case UInt8(ascii: "0")...UInt8(ascii: "9"): d = UInt32(b - UInt8(ascii: "0"))
-            case UInt8(ascii: "a")...UInt8(ascii: "f"): d = UInt32(b - UInt8(ascii: "a") + 10)
-            case UInt8(ascii: "A")...UInt8(ascii: "F"): d = UInt32(b - UInt8(ascii: "A") + 10)
-            default: throw fail("invalid hex digit in \\u escape")
-            }
+            guard let d = Self.hexValue(base[position]) else { throw fail("invalid hex digit in \\u escape") }
             v = v << 4 | d
             position += 1
         }
         return v
     }
 
-    private func makeString(_ bytes: UnsafeBufferPointer<UInt8>, at offset: Int) throws(JSONError) -> String {
-        // ASCII is common and always valid; skip the validating initialiser for it.
-        var ascii = true
-        for b in bytes where b >= 0x80 { ascii = false; break }
-        if ascii { return String(decoding: bytes, as: UTF8.self) }
-        guard let s = String(validating: bytes, as: UTF8.self) else {
-            throw JSONError("invalid UTF-8 in string", at: offset)
+    @inline(__always) private static func hexValue(_ b: UInt8) -> UInt32? {
+        switch b {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): return UInt32(b - UInt8(ascii: "0"))
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): return UInt32(b - UInt8(ascii: "a") + 10)
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): return UInt32(b - UInt8(ascii: "A") + 10)
+        default: return nil
         }
-        return s
+    }
+
+    private mutating func readString() throws(JSONError) -> String {
+        makeString(try scanString())
+    }
+
+    /// The String for a scanned (so already valid) string.
+    private mutating func makeString(_ scan: StringScan) -> String {
+        if !scan.escaped {
+            return String(decoding: UnsafeBufferPointer(start: base + scan.start, count: scan.end - scan.start), as: UTF8.self)
+        }
+        scratch.removeAll(keepingCapacity: true)
+        var i = scan.start
+        while i < scan.end {
+            let b = base[i]
+            if b != UInt8(ascii: "\\") { scratch.append(b); i += 1; continue }
+            let e = base[i + 1]
+            i += 2
+            switch e {
+            case UInt8(ascii: "b"): scratch.append(0x08)
+            case UInt8(ascii: "f"): scratch.append(0x0C)
+            case UInt8(ascii: "n"): scratch.append(0x0A)
+            case UInt8(ascii: "r"): scratch.append(0x0D)
+            case UInt8(ascii: "t"): scratch.append(0x09)
+            case UInt8(ascii: "u"):
+                var scalar = hex4(at: i)
+                i += 4
+                if scalar >= 0xD800 && scalar < 0xDC00 {
+                    let low = hex4(at: i + 2)
+                    i += 6
+                    scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
+                }
+                appendUTF8(scalar, to: &scratch)
+            default: scratch.append(e)   // '"', '\\', '/'
+            }
+        }
+        return scratch.withUnsafeBufferPointer { String(decoding: $0, as: UTF8.self) }
+    }
+
+    private func hex4(at i: Int) -> UInt32 {
+        var v: UInt32 = 0
+        for k in i..<i + 4 { v = v << 4 | (Self.hexValue(base[k]) ?? 0) }
+        return v
     }
 }
 
@@ -378,8 +727,10 @@ extension JSON {
         case .string(let s): JSON.writeString(s, to: &out)
         case .array(let elements):
             out.append(UInt8(ascii: "["))
-            for (i, e) in elements.enumerated() {
-                if i > 0 { out.append(UInt8(ascii: ",")) }
+            var first = true
+            for e in elements {
+                if !first { out.append(UInt8(ascii: ",")) }
+                first = false
                 e.write(to: &out)
             }
             out.append(UInt8(ascii: "]"))
@@ -388,7 +739,15 @@ extension JSON {
         }
     }
 
-    private static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
+    /// True when any of 8 bytes is '"', '\\' or a control character.
+    @inline(__always) private static func needsEscape(_ x: UInt64) -> Bool {
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        let high: UInt64 = 0x8080_8080_8080_8080
+        let quote = x ^ (ones &* 0x22)
+        let backslash = x ^ (ones &* 0x5C)
+        let found = ((quote &- ones) | (backslash &- ones) | (x &- (ones &* 0x20))) & ~x & high
+        return found != 0
+    }
 
     /// Writes a JSON string literal. Control characters are escaped, so a value can never
     /// break the one-record-per-line framing (or forge a log line).
@@ -396,12 +755,20 @@ extension JSON {
         out.append(UInt8(ascii: "\""))
         var s = s
         s.withUTF8 { bytes in
+            guard let base = bytes.baseAddress else { return }
+            let n = bytes.count
             var runStart = 0
-            for i in 0..<bytes.count {
-                let b = bytes[i]
-                if b >= 0x20 && b != 0x22 && b != 0x5C { continue }
-                if runStart < i { out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart..<i])) }
-                runStart = i + 1
+            var i = 0
+            while i < n {
+                if i &+ 8 <= n, !needsEscape(UnsafeRawPointer(base + i).loadUnaligned(as: UInt64.self)) {
+                    i &+= 8
+                    continue
+                }
+                let b = base[i]
+                if b >= 0x20 && b != 0x22 && b != 0x5C { i += 1; continue }
+                if runStart < i { out.append(contentsOf: UnsafeBufferPointer(start: base + runStart, count: i - runStart)) }
+                i += 1
+                runStart = i
                 switch b {
                 case 0x22: out.append(0x5C); out.append(0x22)
                 case 0x5C: out.append(0x5C); out.append(0x5C)
@@ -409,12 +776,13 @@ extension JSON {
                 case 0x0D: out.append(0x5C); out.append(UInt8(ascii: "r"))
                 case 0x09: out.append(0x5C); out.append(UInt8(ascii: "t"))
                 default:
-                    out.append(contentsOf: [0x5C, UInt8(ascii: "u"), UInt8(ascii: "0"), UInt8(ascii: "0")])
-                    out.append(hexDigits[Int(b >> 4)])
-                    out.append(hexDigits[Int(b & 0xF)])
+                    let hex: StaticString = "0123456789abcdef"
+                    out.append(0x5C); out.append(UInt8(ascii: "u")); out.append(UInt8(ascii: "0")); out.append(UInt8(ascii: "0"))
+                    out.append(hex.utf8Start[Int(b >> 4)])
+                    out.append(hex.utf8Start[Int(b & 0xF)])
                 }
             }
-            if runStart < bytes.count { out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart...])) }
+            if runStart < n { out.append(contentsOf: UnsafeBufferPointer(start: base + runStart, count: n - runStart)) }
         }
         out.append(UInt8(ascii: "\""))
     }
@@ -423,11 +791,16 @@ extension JSON {
 extension JSONObject {
     public func write(to out: inout [UInt8]) {
         out.append(UInt8(ascii: "{"))
-        for (i, m) in members.enumerated() {
-            if i > 0 { out.append(UInt8(ascii: ",")) }
+        var first = true
+        for m in members {
+            if !first { out.append(UInt8(ascii: ",")) }
+            first = false
             JSON.writeString(m.key, to: &out)
             out.append(UInt8(ascii: ":"))
-            m.value.write(to: &out)
+            switch m.storage {
+            case .value(let v): v.write(to: &out)
+            case .raw(let r): r.write(to: &out)
+            }
         }
         out.append(UInt8(ascii: "}"))
     }

@@ -22,16 +22,22 @@ public struct Record: Equatable, Sendable {
 
     public init(_ object: JSONObject) { self.object = object }
 
-    /// Parses one line. Anything but a JSON object is malformed.
+    /// Parses one line. Anything but a JSON object is malformed. The line is validated
+    /// whole, but each field stays bytes (one copy of the line, shared) until it is read,
+    /// and fields nobody changed are written back as those bytes.
     public static func parse(_ line: UnsafeBufferPointer<UInt8>) throws(JSONError) -> Record {
-        guard case .object(let o) = try JSONReader.parse(line) else {
-            throw JSONError("a record must be a JSON object", at: 0)
-        }
-        return Record(o)
+        try parse(source: Array(line))
     }
 
     public static func parse(_ line: String) throws(JSONError) -> Record {
-        try Array(line.utf8).withUnsafeBufferPointer { p throws(JSONError) in try parse(p) }
+        try parse(source: Array(line.utf8))
+    }
+
+    static func parse(source: [UInt8]) throws(JSONError) -> Record {
+        guard let o = try JSONReader.parseObject(source: source) else {
+            throw JSONError("a record must be a JSON object", at: 0)
+        }
+        return Record(o)
     }
 
     public func serialized() -> [UInt8] { object.serialized() }
@@ -153,14 +159,16 @@ public struct Record: Equatable, Sendable {
     /// annotations; carries status, headers and body.
     public func response(status: Int, headers: [Header] = [], body: [UInt8] = []) -> Record {
         var r = JSONObject()
+        r.members.reserveCapacity(9)
+        // Members are copied as they are (raw bytes stay raw): nothing to parse or re-escape.
         for key in ["id", "method", "version", "keep_alive", "remote"] {
-            if let v = object[key] { r[key] = v }
+            if let m = object.member(key) { r.members.append(m) }
         }
-        r["status"] = JSON(status)
+        r.members.append(.init("status", JSON(status)))
         var response = Record(r)
         response.headers = headers
         response.body = body
-        if let notes = object["annotations"] { response.object["annotations"] = notes }
+        if let notes = object.member("annotations") { response.object.members.append(notes) }
         return response
     }
 

@@ -28,16 +28,32 @@ if let plansPath {
     do { plans = try Plans.parse(String(decoding: bytes, as: UTF8.self)) } catch { Log.fatal("\(plansPath): \(error)") }
 }
 
+// A secrets problem is fatal in batch mode. In the service it must not take every other
+// route down with this process, so webhook requests are answered 503 until it is fixed.
+var secretsProblem: String?
 var secrets: [String] = []
 if let secretsFile {
-    guard let bytes = readFile(secretsFile) else { Log.fatal("cannot read secrets file \(secretsFile)") }
-    do { secrets = try StripeSecrets.parseFile(String(decoding: bytes, as: UTF8.self)) } catch { Log.fatal("\(secretsFile): \(error)") }
+    if let bytes = readFile(secretsFile) {
+        do { secrets = try StripeSecrets.parseFile(String(decoding: bytes, as: UTF8.self)) }
+        catch { secretsProblem = "\(secretsFile): \(error)" }
+    } else {
+        secretsProblem = "cannot read secrets file \(secretsFile)"
+    }
 }
 if let list = environment("EDGEPIPE_STRIPE_SECRETS") {
     for s in StripeSecrets.parseList(list) where !secrets.contains(s) { secrets.append(s) }
 }
-if secrets.isEmpty && !noVerify {
-    Log.fatal("no webhook secret: set EDGEPIPE_STRIPE_SECRETS or --secrets-file FILE")
+if secretsProblem == nil && secrets.isEmpty && !noVerify {
+    secretsProblem = "no webhook secret: set EDGEPIPE_STRIPE_SECRETS or --secrets-file FILE"
+}
+if let secretsProblem {
+    if batch { Log.fatal(secretsProblem) }
+    Log.error("\(secretsProblem); answering webhooks 503")
+    FilterLoop.run { record in
+        guard record.annotation(AnnotationKey.route)?["name"]?.string == routeName else { return }
+        throw FilterError(status: 503, code: "webhook_not_configured",
+                          message: "the webhook signing secret is not configured")
+    }
 }
 
 let processor = WebhookProcessor(secrets: secrets, tolerance: tolerance, plans: plans, eventTTL: eventTTL,

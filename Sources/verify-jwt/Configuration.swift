@@ -79,14 +79,14 @@ struct Configuration {
             throw Invalid("--insecure-no-verify refused: it needs EDGEPIPE_ENV=local (this environment is '\(env("EDGEPIPE_ENV") ?? "unset")')")
         }
 
-        var algorithms: [SignatureAlgorithm] = [.rs256]
+        var algorithms = AlgorithmSet.rs256Only
         if !algorithmNames.isEmpty {
-            algorithms = []
+            algorithms = AlgorithmSet()
             for name in algorithmNames {
                 guard let alg = SignatureAlgorithm(rawValue: name) else {
                     throw Invalid("unsupported algorithm '\(name)' (supported: \(SignatureAlgorithm.allCases.map(\.rawValue).joined(separator: ", ")))")
                 }
-                if !algorithms.contains(alg) { algorithms.append(alg) }
+                algorithms.insert(alg)
             }
         }
 

@@ -200,7 +200,7 @@ final class ConfigurationTests: XCTestCase {
         let c = try parse(["--firebase-project", "my-app"], env: ["EDGEPIPE_DATA": "/d"]).get()
         XCTAssertEqual(c.verifier.policy.issuers, ["https://securetoken.google.com/my-app"])
         XCTAssertEqual(c.verifier.policy.audiences, ["my-app"])
-        XCTAssertEqual(c.verifier.algorithms, [.rs256])
+        XCTAssertEqual(c.verifier.algorithms, .rs256Only)
         XCTAssertEqual(c.source, .url(FetchURL.parse(Configuration.firebaseKeysURL)!))
         XCTAssertEqual(c.store.cacheDirectory, "/d/jwks")
     }
@@ -219,7 +219,7 @@ final class ConfigurationTests: XCTestCase {
                                     "EDGEPIPE_JWKS_COOLDOWN": "7", "EDGEPIPE_JWKS_TIMEOUT_MS": "300", "EDGEPIPE_JWT_MAX_BYTES": "4096"]).get()
         XCTAssertEqual(c.source, .file("/k.json"))
         XCTAssertEqual(c.verifier.policy.issuers, ["a", "b"])
-        XCTAssertEqual(c.verifier.algorithms, [.rs256, .es256])
+        XCTAssertEqual(c.verifier.algorithms, AlgorithmSet([.rs256, .es256]))
         XCTAssertEqual(c.verifier.policy.leeway, 5)
         XCTAssertEqual(c.verifier.maxTokenBytes, 4096)
         XCTAssertEqual(c.gate.publicRoutes, ["healthz", "stripe-webhook"])

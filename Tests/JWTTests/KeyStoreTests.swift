@@ -231,6 +231,9 @@ final class HTTPClientTests: XCTestCase {
         XCTAssertEqual(try HTTPResponseParser.parse(close, atEOF: true)?.status, 404)
 
         XCTAssertThrowsError(try HTTPResponseParser.parse(Array("HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nshort".utf8), atEOF: true))
+        // An unclean TLS close can be a truncation: only a framed body is accepted then.
+        XCTAssertThrowsError(try HTTPResponseParser.parse(close, atEOF: true, closeDelimitedAllowed: false))
+        XCTAssertNotNil(try HTTPResponseParser.parse(cl, atEOF: true, closeDelimitedAllowed: false))
         XCTAssertThrowsError(try HTTPResponseParser.parse(Array("SSH-2.0\r\n\r\n".utf8), atEOF: true))
     }
 

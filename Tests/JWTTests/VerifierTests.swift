@@ -10,7 +10,7 @@ final class VerifierTests: XCTestCase {
         return try! KeySet(json: .object(JSONObject([("keys", .array([.object(rsa), .object(ec), .object(ed), .object(p384)]))])))
     }()
 
-    let verifier = JWTVerifier(algorithms: SignatureAlgorithm.allCases,
+    let verifier = JWTVerifier(algorithms: .all,
                                policy: ClaimsPolicy(issuers: ["https://issuer.example"], audiences: ["project-1"]))
 
     func verify(_ token: String, verifier: JWTVerifier? = nil, keys: KeySet = VerifierTests.jwks) -> Result<String, JWTError> {

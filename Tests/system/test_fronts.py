@@ -33,19 +33,20 @@ def need(program):
 class RecordingBin:
     """A copy of the binary directory whose http-decode and route report what happens."""
 
-    def __init__(self, tmp_path):
-        self.path = tmp_path / "bin"
-        self.path.mkdir()
-        self.starts = tmp_path / "starts.log"
-        self.records = tmp_path / "records.jsonl"
+    def __init__(self, tmp_path, name="bin", tag=None):
+        self.path = tmp_path / name
+        self.path.mkdir(parents=True)
+        self.starts = tmp_path / f"{tag or 'bin'}-starts.log"
+        self.records = tmp_path / f"{tag or 'bin'}-records.jsonl"
         self.starts.touch()
         self.records.touch()
-        for name in ("http-decode", "route", "http-encode"):
-            binary(name)
+        for program in ("http-decode", "route", "http-encode"):
+            binary(program)
         for entry in BIN.iterdir():
             if entry.is_file() and os.access(entry, os.X_OK):
                 (self.path / entry.name).symlink_to(entry)
-        self._wrap("http-decode", f'echo "$$" >> {self.starts}\nexec {BIN}/http-decode "$@"\n')
+        prefix = f"{tag} " if tag else ""
+        self._wrap("http-decode", f'echo "{prefix}$$" >> {self.starts}\nexec {BIN}/http-decode "$@"\n')
         # tee writes each read at once (coreutils tee does not buffer), so records arrive in time.
         self._wrap("route", f'tee -a {self.records} | exec {BIN}/route "$@"\n')
 
@@ -56,21 +57,32 @@ class RecordingBin:
         target.chmod(0o755)
 
     def reset(self):
-        """Forgets the pipelines started so far (the start-up checks connect to the service)."""
+        """Forgets start-up: pipelines/front looks the service's port up with ss, but without
+        ss it connects to it, which starts a pipeline."""
         self.starts.write_text("")
         self.records.write_text("")
 
     def start_pids(self):
         return [int(line) for line in self.starts.read_text().split()]
 
-    def seen(self):
-        return [json.loads(line) for line in self.records.read_text().splitlines() if line.strip()]
+    def start_lines(self):
+        return self.starts.read_text().splitlines()
+
+    def seen(self, count):
+        """The records route received, once there are `count` (tee writes the file just after
+        passing a record on, so the answer can arrive first)."""
+        deadline = time.time() + TIMEOUT
+        while True:
+            records = [json.loads(line) for line in self.records.read_text().splitlines() if line.strip()]
+            if len(records) >= count or time.time() > deadline:
+                return records
+            time.sleep(0.01)
 
 
 class Front:
     """pipelines/front with one proxy on free loopback ports, in its own session."""
 
-    def __init__(self, tmp_path, proxy, bin_dir, workers=1):
+    def __init__(self, tmp_path, proxy, bin_dir, workers=1, service=True):
         need(proxy)
         self.port, self.tls_port, self.upstream_port = free_port(), free_port(), free_port()
         self.data = tmp_path / "data"
@@ -81,10 +93,13 @@ class Front:
         self.log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
             [str(PIPELINES / "front"), "--proxy", proxy, "--port", str(self.port), "--tls-port", str(self.tls_port),
-             "--upstream-port", str(self.upstream_port), "--workers", str(workers), "--keepalive", "4"],
+             "--upstream-port", str(self.upstream_port), "--workers", str(workers), "--keepalive", "4",
+             *([] if service else ["--no-service"])],
             env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
-            for port in (self.upstream_port, self.port, self.tls_port):
+            # Only the proxy's ports: pipelines/front starts the proxy once the service listens,
+            # and a test connection to the service would start a pipeline the tests count.
+            for port in (self.port, self.tls_port):
                 wait_for_port(port, timeout=TIMEOUT + 10)   # the first run generates a key
         except AssertionError:
             self.stop()
@@ -95,6 +110,14 @@ class Front:
             return http.client.HTTPSConnection("127.0.0.1", self.tls_port, timeout=TIMEOUT,
                                                context=ssl._create_unverified_context())
         return http.client.HTTPConnection("127.0.0.1", self.port, timeout=TIMEOUT)
+
+    def diagnostics(self):
+        """The launcher's output and the proxy's error log, for assertion messages."""
+        text = self.log_path.read_text(errors="replace")
+        error_log = self.data / "nginx" / "error.log"
+        if error_log.exists():
+            text += error_log.read_text(errors="replace")
+        return text
 
     def stop(self):
         if self.proc.poll() is None:
@@ -165,7 +188,7 @@ def test_front_serves_several_requests_on_one_client_connection(front, recording
     finally:
         conn.close()
     assert statuses == [200, 404, 410, 200, 200]
-    assert [r["path"] for r in recording.seen()] == ["/healthz", "/nope", "/v1/profile", "/healthz", "/healthz"]
+    assert [r["path"] for r in recording.seen(5)] == ["/healthz", "/nope", "/v1/profile", "/healthz", "/healthz"]
     assert len(recording.start_pids()) == 1
 
 
@@ -183,7 +206,7 @@ def test_front_passes_the_client_address_not_a_spoofed_one(front, recording):
     spoof = {"X-Forwarded-For": "6.6.6.6", "X-Real-IP": "6.6.6.6"}
     assert get(front, "/healthz", headers=spoof)[0] == 200
     assert get(front, "/nope", tls=True, headers=spoof)[0] == 404
-    seen = recording.seen()
+    seen = recording.seen(2)
     assert [r["path"] for r in seen] == ["/healthz", "/nope"]
     for r, scheme in zip(seen, ["http", "https"]):
         assert r["remote"] == "127.0.0.1"
@@ -196,14 +219,15 @@ def test_front_passes_the_client_address_not_a_spoofed_one(front, recording):
 
 def test_front_serves_on_after_its_pipeline_dies(front, recording):
     assert get(front, "/healthz")[0] == 200
-    [pid] = recording.start_pids()
-    os.kill(pid, signal.SIGKILL)   # the idle upstream pipeline's first filter
+    pids = recording.start_pids()
+    assert len(pids) == 1, f"pipelines started: {pids}"
+    os.kill(pids[0], signal.SIGKILL)   # the idle upstream pipeline's first filter
     deadline = time.time() + TIMEOUT
-    while time.time() < deadline and os.path.exists(f"/proc/{pid}"):
+    while time.time() < deadline and os.path.exists(f"/proc/{pids[0]}"):
         time.sleep(0.02)
     # The proxy either saw the connection close or retries the request on a new one.
-    for _ in range(3):
-        assert get(front, "/healthz")[0] == 200
+    statuses = [get(front, "/healthz")[0] for _ in range(3)]
+    assert statuses == [200, 200, 200], front.diagnostics()
     assert len(recording.start_pids()) >= 2
 
 
@@ -221,7 +245,7 @@ def test_direct_client_cannot_claim_an_address(tmp_path, recording):
     finally:
         f.stop()
     assert status == 200
-    [r] = recording.seen()
+    [r] = recording.seen(1)
     assert r["remote"] == "127.0.0.1"
     assert ["x-forwarded-for", "6.6.6.6"] in r["headers"]
 
@@ -243,3 +267,54 @@ def test_front_config_has_the_keep_alive_settings(tmp_path, recording, proxy):
             assert line in conf
     settings = "\n".join(l for l in conf.splitlines() if not l.lstrip().startswith("#"))
     assert not re.search(r"@[A-Z_]+@", settings), "a template field was left unfilled"
+
+
+@pytest.mark.parametrize("proxy", PROXIES)
+def test_front_answers_a_json_502_when_the_service_is_down(tmp_path, recording, proxy):
+    f = Front(tmp_path, proxy, recording.path, service=False)   # nothing listens upstream
+    try:
+        conn = f.connection()
+        try:
+            conn.request("GET", "/healthz")
+            resp = conn.getresponse()
+            status, content_type, body = resp.status, resp.getheader("content-type"), resp.read()
+        finally:
+            conn.close()
+    finally:
+        f.stop()
+    # nginx: the connection was refused (502); HAProxy: no server could take it (503).
+    assert (status, json.loads(body)["error"]) == {"nginx": (502, "bad_gateway"), "haproxy": (503, "unavailable")}[proxy]
+    assert content_type.startswith("application/json")
+    assert "message" in json.loads(body)
+
+
+def test_upgrade_by_switching_a_symlink_keeps_old_pipelines_and_starts_new_ones(tmp_path):
+    """docs/deployment.md: binaries in releases/<version>, EDGEPIPE_BIN through a symlink;
+    switching it changes what new connections run, while the pipeline nginx already holds
+    goes on serving with the binaries it started with."""
+    v1 = RecordingBin(tmp_path, "releases/v1", tag="v1")
+    v2 = RecordingBin(tmp_path, "releases/v2", tag="v2")
+    current = tmp_path / "current"
+    current.symlink_to(v1.path)
+    f = Front(tmp_path, "nginx", current)
+    v1.reset()
+    try:
+        assert get(f, "/healthz")[0] == 200
+        [old] = v1.start_lines()
+        assert old.startswith("v1 ")
+        # The switch is one rename: a connection starting meanwhile sees v1 or v2, never neither.
+        (tmp_path / "current.new").symlink_to(v2.path)
+        os.replace(tmp_path / "current.new", current)
+        assert get(f, "/healthz")[0] == 200          # nginx reuses its pipeline: still v1
+        assert v1.start_lines() == [old]
+        direct = http.client.HTTPConnection("127.0.0.1", f.upstream_port, timeout=TIMEOUT)
+        try:
+            assert exchange(direct, "/healthz")[0] == 200   # a new connection: v2
+        finally:
+            direct.close()
+        assert v2.start_lines()[-1].startswith("v2 ")
+        assert get(f, "/nope")[0] == 404             # the old pipeline serves on
+        assert v1.start_lines() == [old]
+        assert os.path.exists(f"/proc/{old.split()[1]}")
+    finally:
+        f.stop()

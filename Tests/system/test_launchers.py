@@ -93,6 +93,15 @@ class Launcher:
         self.log.close()
 
 
+def setup_data(tmp_path):
+    """What an install does once for inetd and systemd: pipelines/setup-data."""
+    data = tmp_path / "data"
+    subprocess.run([str(PIPELINES / "setup-data")], check=True,
+                   env=dict(os.environ, EDGEPIPE_DATA=str(data), EDGEPIPE_BIN=str(BIN)))
+    assert (data / "stripe-webhook-secrets").exists() and (data / "dev-keys" / "jwks.json").exists()
+    return data
+
+
 def read_unit(path):
     """A systemd unit as {section: {key: [values]}}."""
     sections, current = {}, None
@@ -236,8 +245,7 @@ def test_systemd_socket_activation_serves_healthz_and_404(tmp_path):
     activate = need("systemd-socket-activate", "systemd")
     sock = read_unit(PIPELINES / "systemd" / "edgepipe.socket")["Socket"]
     svc = read_unit(PIPELINES / "systemd" / "edgepipe@.service")["Service"]
-    data = tmp_path / "data"
-    data.mkdir()
+    data = setup_data(tmp_path)
     port = free_port()
     # systemd-socket-activate passes only the variables it is given, like a unit's
     # Environment= lines; --inetd puts the connection on stdin/stdout (StandardInput=socket).
@@ -260,8 +268,7 @@ def test_systemd_socket_activation_serves_healthz_and_404(tmp_path):
 def test_inetd_serves_healthz_and_404(tmp_path):
     inetd = need("inetd", "openbsd-inetd")
     port = free_port()
-    data = tmp_path / "data"
-    data.mkdir()
+    data = setup_data(tmp_path)
     lines = [l for l in (PIPELINES / "inetd.conf").read_text().splitlines() if l.strip() and not l.startswith("#")]
     assert len(lines) == 1
     line = localize(lines[0], data).replace("127.0.0.1:8080", f"127.0.0.1:{port}")

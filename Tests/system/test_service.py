@@ -125,3 +125,17 @@ def test_keep_alive_connection_serves_several_requests_in_order(service):
         resp.read()
         assert resp.status == want, path
     conn.close()
+
+
+def test_a_missing_webhook_secret_answers_webhooks_503_and_leaves_other_routes_alone(tmp_path):
+    from conftest import request, run_filter
+    webhook = request(method="POST", path="/v1/webhooks/stripe", body="{}",
+                      annotations={"route": {"name": "stripe-webhook"}})
+    read = request(path="/v1/subscription", annotations={"route": {"name": "subscription"}})
+    env = {"EDGEPIPE_STRIPE_SECRETS": "", "EDGEPIPE_KV": str(tmp_path / "kv")}
+    (answered, passed), stderr = run_filter("apply-webhook", [webhook, read],
+                                            "--secrets-file", str(tmp_path / "missing"), env=env)
+    assert answered["status"] == 503
+    assert json.loads(answered["body"])["error"] == "webhook_not_configured"
+    assert passed == read
+    assert "cannot read secrets file" in stderr

@@ -29,47 +29,62 @@ public struct FetchURL: Equatable, Sendable, CustomStringConvertible {
     }
 
     /// Nil for anything but a plain http(s) URL: no user info, visible ASCII only (so a
-    /// URL can never smuggle a header into the request), a numeric port.
+    /// URL can never smuggle a header into the request), a numeric port. Byte-wise, because
+    /// it runs at every start-up and String's Unicode-aware operations cost more there.
     public static func parse(_ text: String) -> FetchURL? {
-        for b in text.utf8 where b <= 0x20 || b >= 0x7F { return nil }
+        let b = Array(text.utf8)
+        for c in b where c <= 0x20 || c >= 0x7F { return nil }
+        func lower(_ c: UInt8) -> UInt8 { c >= 0x41 && c <= 0x5A ? c | 0x20 : c }
+        func hasPrefix(_ p: StaticString) -> Bool {
+            let n = p.utf8CodeUnitCount
+            guard b.count >= n else { return false }
+            for i in 0..<n where lower(b[i]) != p.utf8Start[i] { return false }
+            return true
+        }
         let scheme: String
-        var rest: Substring
-        if text.lowercased().hasPrefix("https://") { scheme = "https"; rest = text.dropFirst(8) }
-        else if text.lowercased().hasPrefix("http://") { scheme = "http"; rest = text.dropFirst(7) }
-        else { return nil }
-        if let hash = rest.firstIndex(of: "#") { rest = rest[..<hash] }
-        let authorityEnd = rest.firstIndex { $0 == "/" || $0 == "?" } ?? rest.endIndex
-        let authority = rest[..<authorityEnd]
-        var target = String(rest[authorityEnd...])
-        if target.isEmpty { target = "/" } else if target.hasPrefix("?") { target = "/" + target }
-        guard !authority.isEmpty, !authority.contains("@") else { return nil }
-        var host: Substring
-        var portText: Substring?
-        if authority.hasPrefix("[") {
-            guard let close = authority.firstIndex(of: "]") else { return nil }
-            host = authority[authority.index(after: authority.startIndex)..<close]
-            let after = authority[authority.index(after: close)...]
-            if !after.isEmpty {
-                guard after.hasPrefix(":") else { return nil }
-                portText = after.dropFirst()
+        var i: Int
+        if hasPrefix("https://") { scheme = "https"; i = 8 } else if hasPrefix("http://") { scheme = "http"; i = 7 } else { return nil }
+        var end = b.count
+        if let hash = b[i...].firstIndex(of: UInt8(ascii: "#")) { end = hash }
+        var authorityEnd = i
+        while authorityEnd < end && b[authorityEnd] != UInt8(ascii: "/") && b[authorityEnd] != UInt8(ascii: "?") { authorityEnd += 1 }
+        guard authorityEnd > i else { return nil }
+        var target = String(decoding: b[authorityEnd..<end], as: UTF8.self)
+        if target.isEmpty { target = "/" } else if b[authorityEnd] == UInt8(ascii: "?") { target = "/" + target }
+        var hostStart = i, hostEnd = authorityEnd
+        var portStart: Int?
+        for j in i..<authorityEnd where b[j] == UInt8(ascii: "@") { return nil }
+        if b[i] == UInt8(ascii: "[") {
+            guard let close = b[i..<authorityEnd].firstIndex(of: UInt8(ascii: "]")) else { return nil }
+            hostStart = i + 1
+            hostEnd = close
+            if close + 1 < authorityEnd {
+                guard b[close + 1] == UInt8(ascii: ":") else { return nil }
+                portStart = close + 2
             }
             var addr = in6_addr()
-            guard inet_pton(AF_INET6, String(host), &addr) == 1 else { return nil }
+            guard inet_pton(AF_INET6, String(decoding: b[hostStart..<hostEnd], as: UTF8.self), &addr) == 1 else { return nil }
         } else {
-            if let colon = authority.lastIndex(of: ":") {
-                host = authority[..<colon]
-                portText = authority[authority.index(after: colon)...]
-            } else {
-                host = authority
+            if let colon = b[i..<authorityEnd].lastIndex(of: UInt8(ascii: ":")) {
+                hostEnd = colon
+                portStart = colon + 1
             }
-            guard !host.isEmpty, host.utf8.allSatisfy({ isHostByte($0) }) else { return nil }
+            guard hostEnd > hostStart else { return nil }
+            for j in hostStart..<hostEnd where !isHostByte(b[j]) { return nil }
         }
         var port = scheme == "https" ? 443 : 80
-        if let portText {
-            guard let p = Int(portText), p > 0, p < 65536, portText.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else { return nil }
+        if let portStart {
+            guard portStart < authorityEnd, authorityEnd - portStart <= 5 else { return nil }
+            var p = 0
+            for j in portStart..<authorityEnd {
+                guard b[j] >= 0x30 && b[j] <= 0x39 else { return nil }
+                p = p * 10 + Int(b[j] - 0x30)
+            }
+            guard p > 0 && p < 65536 else { return nil }
             port = p
         }
-        return FetchURL(scheme: scheme, host: String(host).lowercased(), port: port, target: target)
+        let host = String(decoding: b[hostStart..<hostEnd].map(lower), as: UTF8.self)
+        return FetchURL(scheme: scheme, host: host, port: port, target: target)
     }
 
     private static func isHostByte(_ b: UInt8) -> Bool {
@@ -115,7 +130,10 @@ public enum HTTPClient {
         while true {
             let n = try stream.read(&chunk, deadline: deadline)
             if n == 0 {
-                guard let response = try HTTPResponseParser.parse(received, atEOF: true) else {
+                // A TLS close without close_notify could be a truncation: only a body framed
+                // by Content-Length or chunked encoding proves it is complete.
+                guard let response = try HTTPResponseParser.parse(received, atEOF: true,
+                                                                  closeDelimitedAllowed: stream.closedCleanly) else {
                     throw FetchError("connection closed before the response was complete")
                 }
                 return response
@@ -130,7 +148,7 @@ public enum HTTPClient {
 /// Parses a complete HTTP/1.1 response (Content-Length, chunked, or delimited by close).
 public enum HTTPResponseParser {
     /// Nil while more bytes are needed.
-    public static func parse(_ bytes: [UInt8], atEOF: Bool) throws(FetchError) -> HTTPResponse? {
+    public static func parse(_ bytes: [UInt8], atEOF: Bool, closeDelimitedAllowed: Bool = true) throws(FetchError) -> HTTPResponse? {
         guard let headEnd = find([13, 10, 13, 10], in: bytes, from: 0) else {
             if atEOF { throw FetchError("truncated response head") }
             return nil
@@ -171,6 +189,7 @@ public enum HTTPResponseParser {
             return response
         }
         guard atEOF else { return nil }
+        guard closeDelimitedAllowed else { throw FetchError("TLS connection closed without close_notify") }
         response.body = rest
         return response
     }
@@ -393,6 +412,10 @@ final class TLSStream {
         }
     }
 
+    /// False once the peer has closed without close_notify.
+    private(set) var closedCleanly = true
+
+    /// Bytes read; 0 at the end of the stream.
     func read(_ buffer: inout [UInt8], deadline: Int) throws(FetchError) -> Int {
         while true {
             let n = buffer.withUnsafeMutableBytes { SSL_read(ssl, $0.baseAddress, Int32($0.count)) }
@@ -400,8 +423,10 @@ final class TLSStream {
             let err = SSL_get_error(ssl, n)
             if err == SSL_ERROR_ZERO_RETURN { return 0 }
             if err == SSL_ERROR_SYSCALL || err == SSL_ERROR_SSL {
-                // A close without close_notify: the framing check decides if it was complete.
+                // Closed without close_notify (OpenSSL 3 reports it as an error), or broken:
+                // an end, but one that may have cut the data short (see `closedCleanly`).
                 OpenSSLErrors.clear()
+                closedCleanly = false
                 return 0
             }
             try waitForSSL(n, deadline: deadline, what: "TLS read")
@@ -426,6 +451,13 @@ enum ByteStream {
         switch self {
         case .plain(let s): return try s.read(&buffer, deadline: deadline)
         case .tls(let t): return try t.read(&buffer, deadline: deadline)
+        }
+    }
+
+    var closedCleanly: Bool {
+        switch self {
+        case .plain: return true
+        case .tls(let t): return t.closedCleanly
         }
     }
 

@@ -2,9 +2,7 @@
 /// configured key of the matching type, the signature, then the claims. The signature
 /// comes before the claims so that nothing about a forged token's claims is reported.
 public struct JWTVerifier: Sendable {
-    /// The allowed algorithms. An array, not a Set: a Set of this enum costs a runtime
-    /// conformance lookup at start-up, and the list has at most seven entries.
-    public var algorithms: [SignatureAlgorithm]
+    public var algorithms: AlgorithmSet
     public var policy: ClaimsPolicy
     public var maxTokenBytes: Int
 
@@ -15,7 +13,7 @@ public struct JWTVerifier: Sendable {
         public let algorithm: SignatureAlgorithm
     }
 
-    public init(algorithms: [SignatureAlgorithm] = [.rs256], policy: ClaimsPolicy,
+    public init(algorithms: AlgorithmSet = .rs256Only, policy: ClaimsPolicy,
                 maxTokenBytes: Int = CompactJWS.defaultMaxBytes) {
         self.algorithms = algorithms
         self.policy = policy
@@ -38,4 +36,34 @@ public struct JWTVerifier: Sendable {
         let subject = try policy.validate(jws.payload, now: now)
         return Verified(subject: subject, claims: jws.payload, keyID: kid, algorithm: algorithm)
     }
+}
+
+/// The allowed algorithms, as bits. Not a Set or an Array of the enum: instantiating
+/// either's generic metadata costs a noticeable share of a filter's start-up.
+public struct AlgorithmSet: Equatable, Sendable {
+    public private(set) var bits: UInt8 = 0
+
+    public init() {}
+    public init<S: Sequence>(_ algorithms: S) where S.Element == SignatureAlgorithm {
+        for a in algorithms { insert(a) }
+    }
+
+    public static var rs256Only: AlgorithmSet { var s = AlgorithmSet(); s.insert(.rs256); return s }
+    public static var all: AlgorithmSet { AlgorithmSet(SignatureAlgorithm.allCases) }
+
+    private static func bit(_ a: SignatureAlgorithm) -> UInt8 {
+        switch a {
+        case .rs256: return 1
+        case .rs384: return 2
+        case .rs512: return 4
+        case .ps256: return 8
+        case .es256: return 16
+        case .es384: return 32
+        case .edDSA: return 64
+        }
+    }
+
+    public mutating func insert(_ a: SignatureAlgorithm) { bits |= Self.bit(a) }
+    public func contains(_ a: SignatureAlgorithm) -> Bool { bits & Self.bit(a) != 0 }
+    public var isEmpty: Bool { bits == 0 }
 }
