@@ -84,6 +84,18 @@ TOKEN=$("$BIN/sign-jwt" dev --uid bench-user --ttl 7200)
 } >"$report"
 
 # MARK: start-up
+measure() {   # label input command...: one table row
+    local label=$1 line cpu=
+    shift
+    line=$("$work/startup" 500 "$@")
+    echo "$line" >&2
+    if command -v perf >/dev/null && perf stat -x, -e task-clock -o "$work/perf.txt" -- "$work/startup" 200 "$@" >/dev/null 2>&1; then
+        cpu=$(awk -F, '$3 == "task-clock" {printf "%.3f", $1 / 220}' "$work/perf.txt")
+    fi
+    local fields
+    fields=$(echo "$line" | sed -E 's/^.*: median ([0-9.]+) ms, p10 ([0-9.]+), p90 ([0-9.]+), ([0-9]+) page faults.*/\1 | \2 | \3 | \4/')
+    echo "| $label | $fields | ${cpu:-n/a} |" >>"$report"
+}
 startup() {
     cc -O2 -o "$work/startup" "$top/bench/startup.c"
     local s=$work/stage
@@ -145,27 +157,23 @@ SWIFT
         echo "echo JSON lines: plain Swift, FoundationEssentials (JSONDecoder/JSONEncoder), Foundation"
         echo "(JSONSerialization). Target: each filter at most 1.5 ms."
         echo
-        echo "| program | median ms | p10 ms | p90 ms |"
-        echo "|---|---|---|---|"
+        echo "CPU ms: \`perf stat -e task-clock\` over \`startup 200 ...\` divided by its 220 runs (fork, exec"
+        echo "and the process, user and system time): unlike wall time it hardly moves when other work"
+        echo "shares the cores. \`/bin/true\` is the floor: a fork and an exec of the smallest program."
+        echo
+        echo "| program | median ms | p10 ms | p90 ms | page faults | CPU ms |"
+        echo "|---|---|---|---|---|---|"
     } >>"$report"
-    local line
     i=0
     for st in "${stages[@]}"; do
         # shellcheck disable=SC2086
-        line=$("$work/startup" 500 "$s/$i" "$BIN"/$st)
-        echo "$line" >&2
-        echo "$line" | sed -E "s|^[^:]*/([^/:]*): median ([0-9.]+) ms, p10 ([0-9.]+), p90 ([0-9.]+).*|\| \`$st\` \| \2 \| \3 \| \4 \||" >>"$report"
+        measure "\`${st/$top\//}\`" "$s/$i" "$BIN"/$st
         i=$((i + 1))
     done
     echo '{"id":"1","method":"GET","path":"/"}' >"$s/hello-in"
-    for h in plain essentials foundation; do
-        line=$("$work/startup" 500 "$s/hello-in" "$work/hello-$h")
-        echo "$line" >&2
-        echo "$line" | sed -E "s|^[^:]*: median ([0-9.]+) ms, p10 ([0-9.]+), p90 ([0-9.]+).*|\| hello, $h \| \1 \| \2 \| \3 \||" >>"$report"
-    done
-    line=$(cd "$top" && "$work/startup" 200 "$s/0" /bin/sh pipelines/connection)
-    echo "$line" >&2
-    echo "$line" | sed -E "s|^[^:]*: median ([0-9.]+) ms, p10 ([0-9.]+), p90 ([0-9.]+).*|\| whole \`pipelines/connection\` (sh + 7 filters, one request) \| \1 \| \2 \| \3 \||" >>"$report"
+    for h in plain essentials foundation; do measure "hello, $h" "$s/hello-in" "$work/hello-$h"; done
+    measure "\`/bin/true\` (floor)" "$s/hello-in" /bin/true
+    (cd "$top" && measure "whole \`pipelines/connection\` (sh + 7 filters, one request)" "$s/0" /bin/sh pipelines/connection)
     echo >>"$report"
     ls -l "$work"/hello-* "$BIN/http-decode" | awk '{print $5, $NF}' | sed "s|$work/||" >"$work/sizes"
     { echo "Sizes (bytes): $(paste -sd';' "$work/sizes" | sed 's/;/; /g')"; echo; } >>"$report"

@@ -120,6 +120,14 @@ class Service:
                 found.append((int(entry), fields[0], int(fields[1]), name))
         return found
 
+    def live(self):
+        """The session's processes but the dead ones handed to init: a pipeline outliving
+        its socat child is reparented to PID 1, and reaping it is then init's business (some
+        container inits are slow at it); zombies of the service's own processes count."""
+        procs = self.processes()
+        pids = {p[0] for p in procs}
+        return [p for p in procs if p[1] != "Z" or p[2] in pids]
+
     def children(self):
         return [p for p in self.processes() if p[2] == self.pid]
 
@@ -136,7 +144,7 @@ class Service:
         """Waits until only the listener is left; returns the processes still there."""
         deadline = time.time() + timeout
         while True:
-            procs = self.processes()
+            procs = self.live()
             if len(procs) <= 1 or time.time() > deadline:
                 return procs
             time.sleep(0.1)
@@ -411,7 +419,7 @@ class Soak:
 
         def monitor():
             while not self.stop.is_set():
-                procs = self.svc.processes()
+                procs = self.svc.live()
                 peak["processes"] = max(peak["processes"], len(procs))
                 peak["children"] = max(peak["children"], sum(1 for p in procs if p[2] == self.svc.pid))
                 time.sleep(0.5)
@@ -527,7 +535,8 @@ def soak_phase(work, duration, workers, max_connections, seed, result, problems)
         elapsed, peak = soak.run(duration)
         idle = svc.wait_idle()
         after = {"processes": len(idle), "fds": svc.fds(), "rss_kb": svc.rss_kb(),
-                 "zombies": sum(1 for p in idle if p[1] == "Z"), "left": [p[3] for p in idle[1:]][:10]}
+                 "zombies": sum(1 for p in idle if p[1] == "Z"), "left": [p[3] for p in idle[1:]][:10],
+                 "orphans_awaiting_init": len(svc.processes()) - len(svc.live())}
         result.update({
             "duration_s": round(elapsed, 1), "workers": workers, "max_connections": max_connections,
             "requests": soak.requests, "requests_per_s": round(soak.requests / elapsed, 1),
@@ -539,7 +548,7 @@ def soak_phase(work, duration, workers, max_connections, seed, result, problems)
                            "p99": percentile(sum(soak.latency.values(), []), 99)},
             "processes": {"before": before["processes"], "after": after["processes"], "peak": peak["processes"],
                           "peak_pipelines": peak["children"], "zombies_after": after["zombies"],
-                          "left_after": after["left"]},
+                          "left_after": after["left"], "orphans_awaiting_init": after["orphans_awaiting_init"]},
             "listener": {"fds_before": before["fds"], "fds_after": after["fds"],
                          "rss_kb_before": before["rss_kb"], "rss_kb_after": after["rss_kb"]},
         })

@@ -1,8 +1,8 @@
-// The JWT parser and verifier (Sources/Common/JWT/: CompactJWS, Base64URL, ClaimsPolicy,
+// The JWT parser and verifier (Sources/Common/JWT/: CompactJWS, ClaimsPolicy,
 // JWTVerifier, KeySet) and the ECDSA signature conversion under them.
 //
 // The input is a bearer token. Properties, beyond "no crash":
-//   - base64url: the token-path decoder (Base64URL) and the general one (Base64.urlDecode)
+//   - base64url: Base64.urlDecode from bytes and from text
 //     agree on every segment, and whatever decodes re-encodes to the same text (one
 //     spelling per value);
 //   - the String and byte entry points of CompactJWS.parse agree; a parsed token signs
@@ -50,7 +50,7 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let token = UnsafeBufferPointer(start: data, count: size)
 
     for segment in pieces(token, separator: UInt8(ascii: ".")) {
-        let decoded = Base64URL.decode(segment)
+        let decoded = Base64.urlDecode(segment)
         if let text = String(validating: segment, as: UTF8.self) {
             require(Base64.urlDecode(text) == decoded, "the two base64url decoders disagree on \(text.debugDescription)")
         }

@@ -23,6 +23,9 @@ public struct FilterLoop {
 
     public init(seesResponses: Bool = false) { self.seesResponses = seesResponses }
 
+    /// Output waiting for lines that arrived together is written at this size at the latest.
+    static let flushBytes = 1 << 16
+
     public static func run(seesResponses: Bool = false, _ handle: (inout Record) throws -> Void) -> Never {
         FilterLoop(seesResponses: seesResponses).run(handle)
     }
@@ -33,9 +36,8 @@ public struct FilterLoop {
         var out: [UInt8] = []
         out.reserveCapacity(1 << 16)
         var closed = false
-        reader.forEachLine { event in
+        reader.forEachLineWithLookahead { event, more in
             if closed { return }
-            out.removeAll(keepingCapacity: true)
             switch event {
             case .line(let line):
                 process(line, handle, into: &out)
@@ -44,7 +46,13 @@ public struct FilterLoop {
                 Self.malformed(prefix, reason: "record too long", into: &out)
             }
             out.append(0x0A)
-            if !FileOutput.writeAll(output, out) { closed = true }
+            // Flushed before the loop can wait for input, so no answer ever waits on a
+            // request that has not arrived (keep-alive: one line, one write); lines that
+            // arrived together (pipelining, batch files) share a write.
+            if !more || out.count >= Self.flushBytes {
+                if !FileOutput.writeAll(output, out) { closed = true }
+                out.removeAll(keepingCapacity: true)
+            }
         }
         exit(closed ? 1 : 0)
     }

@@ -216,6 +216,7 @@ public struct JSONReader {
         try source.withUnsafeBufferPointer { buffer throws(JSONError) -> JSONObject? in
             guard let base = buffer.baseAddress, !buffer.isEmpty else { throw JSONError("unexpected end of input", at: 0) }
             var reader = JSONReader(base: base, count: buffer.count, maxDepth: maxDepth)
+            reader.keys.reserveCapacity(32)
             reader.skipWhitespace()
             guard reader.position < reader.count, base[reader.position] == UInt8(ascii: "{") else {
                 // Not an object: parse it all for the right error, if there is one.
@@ -340,6 +341,7 @@ public struct JSONReader {
             return .object(JSONObject(members))
         }
         members.reserveCapacity(4)
+        if keys.capacity == 0 { keys.reserveCapacity(16) }
         let first = keys.count
         while true {
             skipWhitespace()
@@ -394,7 +396,7 @@ public struct JSONReader {
         members.reserveCapacity(12)
         while true {
             skipWhitespace()
-            let key = makeString(try readKey(objectKeysFrom: 0))
+            let key = recordKey(try readKey(objectKeysFrom: 0))
             skipWhitespace()
             guard position < count, base[position] == UInt8(ascii: ":") else { throw fail("expected ':'") }
             position += 1
@@ -414,6 +416,38 @@ public struct JSONReader {
             if base[position] == UInt8(ascii: "}") { position += 1; return JSONObject(members) }
             throw fail("expected ',' or '}'")
         }
+    }
+
+    /// The keys of the protocol come from literals (small strings, nothing to decode or
+    /// allocate); others are decoded.
+    private mutating func recordKey(_ scan: StringScan) -> String {
+        if !scan.escaped {
+            let p = base + scan.start
+            let n = scan.end - scan.start
+            @inline(__always) func isKey(_ k: StaticString) -> Bool {
+                k.utf8CodeUnitCount == n && memcmp(p, k.utf8Start, n) == 0
+            }
+            switch n {
+            case 2: if isKey("id") { return "id" }
+            case 4:
+                if isKey("path") { return "path" }
+                if isKey("body") { return "body" }
+            case 5: if isKey("query") { return "query" }
+            case 6:
+                if isKey("method") { return "method" }
+                if isKey("remote") { return "remote" }
+                if isKey("status") { return "status" }
+            case 7:
+                if isKey("version") { return "version" }
+                if isKey("headers") { return "headers" }
+            case 10: if isKey("keep_alive") { return "keep_alive" }
+            case 11:
+                if isKey("annotations") { return "annotations" }
+                if isKey("body_base64") { return "body_base64" }
+            default: break
+            }
+        }
+        return makeString(scan)
     }
 
     // MARK: Validating without building
@@ -442,6 +476,7 @@ public struct JSONReader {
             position += 1
             return canonical
         }
+        if keys.capacity == 0 { keys.reserveCapacity(16) }
         let first = keys.count
         while true {
             if skipWhitespace() { canonical = false }

@@ -32,19 +32,28 @@ public struct LineReader {
     /// Calls `body` for each line (without its newline) until end of input. A final line
     /// without a newline counts as a line.
     public mutating func forEachLine(_ body: (Event) -> Void) {
+        forEachLineWithLookahead { event, _ in body(event) }
+    }
+
+    /// The same, telling `body` whether another complete line is already buffered: when
+    /// it is not, the next step may block in read(2), so a writer that batches its output
+    /// must flush now.
+    public mutating func forEachLineWithLookahead(_ body: (Event, _ more: Bool) -> Void) {
         var discarding = false
         var discardPrefix: [UInt8] = []
+        var next: Int? = nil   // a newline already found after `start`
         while true {
             // Look for a newline in what is buffered.
-            if let nl = findNewline(from: start) {
+            if let nl = next ?? findNewline(from: start) {
                 let line = UnsafeBufferPointer(rebasing: buffer[start..<nl])
                 start = nl + 1
+                next = findNewline(from: start)
                 if discarding {
                     discarding = false
-                    discardPrefix.withUnsafeBufferPointer { body(.tooLong(prefix: $0)) }
+                    discardPrefix.withUnsafeBufferPointer { body(.tooLong(prefix: $0), next != nil) }
                     discardPrefix = []
                 } else {
-                    body(.line(line))
+                    body(.line(line), next != nil)
                 }
                 continue
             }
@@ -52,10 +61,10 @@ public struct LineReader {
                 if start < end {
                     let line = UnsafeBufferPointer(rebasing: buffer[start..<end])
                     start = end
-                    if discarding { discardPrefix.withUnsafeBufferPointer { body(.tooLong(prefix: $0)) } }
-                    else { body(.line(line)) }
+                    if discarding { discardPrefix.withUnsafeBufferPointer { body(.tooLong(prefix: $0), false) } }
+                    else { body(.line(line), false) }
                 } else if discarding {
-                    discardPrefix.withUnsafeBufferPointer { body(.tooLong(prefix: $0)) }
+                    discardPrefix.withUnsafeBufferPointer { body(.tooLong(prefix: $0), false) }
                 }
                 return
             }
@@ -138,12 +147,18 @@ public func readFile(_ path: String, limit: Int = 64 << 20) -> [UInt8]? {
     let fd = open(path, O_RDONLY | O_CLOEXEC)
     guard fd >= 0 else { return nil }
     defer { close(fd) }
+    // Sized from fstat (one read for a small file) and left uninitialised: configuration
+    // files are read at every start, per connection.
+    var size = 1 << 16
+    var info = stat()
+    if fstat(fd, &info) == 0, info.st_size > 0 { size = min(Int(info.st_size) + 1, limit + 1) }
+    let chunk = UnsafeMutableRawBufferPointer.allocate(byteCount: size, alignment: 1)
+    defer { chunk.deallocate() }
     var out: [UInt8] = []
-    var chunk = [UInt8](repeating: 0, count: 1 << 16)
     while true {
-        let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress!, $0.count) }
+        let n = read(fd, chunk.baseAddress!, chunk.count)
         if n > 0 {
-            out.append(contentsOf: chunk[0..<n])
+            out.append(contentsOf: UnsafeRawBufferPointer(rebasing: chunk[0..<n]))
             if out.count > limit { return nil }
         } else if n == 0 {
             return out
@@ -156,10 +171,11 @@ public func readFile(_ path: String, limit: Int = 64 << 20) -> [UInt8]? {
 /// Reads all of standard input (for secrets and values that must not go on argv).
 public func readStandardInput(limit: Int = 64 << 20) -> [UInt8] {
     var out: [UInt8] = []
-    var chunk = [UInt8](repeating: 0, count: 1 << 16)
+    let chunk = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 16, alignment: 1)
+    defer { chunk.deallocate() }
     while true {
-        let n = chunk.withUnsafeMutableBytes { read(0, $0.baseAddress!, $0.count) }
-        if n > 0 { out.append(contentsOf: chunk[0..<n]); if out.count > limit { return out } }
+        let n = read(0, chunk.baseAddress!, chunk.count)
+        if n > 0 { out.append(contentsOf: UnsafeRawBufferPointer(rebasing: chunk[0..<n])); if out.count > limit { return out } }
         else if n == 0 { return out }
         else if errno != EINTR { return out }
     }

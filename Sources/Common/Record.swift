@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
 // The record protocol: one JSON object per line. See docs/protocol.md.
 //
 // A record is a request until some filter answers it; it is a response from then on
@@ -87,6 +93,8 @@ public struct Record: Equatable, Sendable {
 
     /// The first value of a header; `name` must be lower-case.
     public func header(_ name: String) -> String? {
+        var found: String?
+        if rawHeaders(name, { found = $0; return false }) { return found }
         guard let list = object["headers"]?.array else { return nil }
         for pair in list {
             if let p = pair.array, p.count == 2, p[0].string == name { return p[1].string }
@@ -95,7 +103,25 @@ public struct Record: Equatable, Sendable {
     }
 
     public func headerValues(_ name: String) -> [String] {
-        headers.filter { $0.name == name }.map(\.value)
+        var values: [String] = []
+        if rawHeaders(name, { values.append($0); return true }) { return values }
+        return headers.filter { $0.name == name }.map(\.value)
+    }
+
+    /// Looks `name` up in headers still held as the line's bytes, without parsing the
+    /// list: `found` gets each value in order and returns whether to go on. Returns false
+    /// when the headers are parsed already or are not plain [name, value] string pairs;
+    /// the caller then reads the parsed list.
+    private func rawHeaders(_ name: String, _ found: (String) -> Bool) -> Bool {
+        var name = name
+        let scanned: Bool?? = name.withUTF8 { wanted in
+            object.withRawBytes(of: "headers") { list in RawHeaderList.scan(list, for: wanted, found) }
+        }
+        switch scanned {
+        case .none: return true                      // no headers at all: nothing to find
+        case .some(.none): return false              // parsed already
+        case .some(.some(let complete)): return complete
+        }
     }
 
     public mutating func removeHeader(_ name: String) {
@@ -197,5 +223,55 @@ public struct FilterError: Error, Sendable {
     public let headers: [Header]
     public init(status: Int, code: String, message: String, headers: [Header] = []) {
         self.status = status; self.code = code; self.message = message; self.headers = headers
+    }
+}
+
+/// A scan of a raw, canonical headers list (`[["name","value"],...]`: validated, no
+/// whitespace), for lookups that would otherwise build every pair.
+enum RawHeaderList {
+    static func scan(_ p: UnsafeBufferPointer<UInt8>, for wanted: UnsafeBufferPointer<UInt8>,
+                     _ found: (String) -> Bool) -> Bool {
+        let quote = UInt8(ascii: "\""), backslash = UInt8(ascii: "\\")
+        guard p.count >= 2, p[0] == UInt8(ascii: "[") else { return false }
+        if p[1] == UInt8(ascii: "]") { return true }
+        var i = 1
+        // Past the closing quote of the string whose content starts at i; whether it had escapes.
+        func endOfString(_ i: inout Int) -> Bool {
+            var escaped = false
+            while p[i] != quote {
+                if p[i] == backslash { escaped = true; i += 2 } else { i += 1 }
+            }
+            i += 1
+            return escaped
+        }
+        while true {
+            guard p[i] == UInt8(ascii: "["), p[i + 1] == quote else { return false }
+            i += 2
+            let nameStart = i
+            let nameEscaped = endOfString(&i)
+            let nameEnd = i - 1
+            guard !nameEscaped, p[i] == UInt8(ascii: ","), p[i + 1] == quote else { return false }
+            i += 2
+            let valueStart = i
+            let valueEscaped = endOfString(&i)
+            let valueEnd = i - 1
+            guard p[i] == UInt8(ascii: "]") else { return false }
+            i += 1
+            if nameEnd - nameStart == wanted.count,
+               wanted.isEmpty || memcmp(p.baseAddress! + nameStart, wanted.baseAddress!, wanted.count) == 0 {
+                let value: String
+                if valueEscaped {
+                    let literal = UnsafeBufferPointer(rebasing: p[(valueStart - 1)...valueEnd])
+                    guard let s = (try? JSONReader.parse(literal))?.string else { return false }
+                    value = s
+                } else {
+                    value = String(decoding: UnsafeBufferPointer(rebasing: p[valueStart..<valueEnd]), as: UTF8.self)
+                }
+                if !found(value) { return true }
+            }
+            if p[i] == UInt8(ascii: "]") { return true }
+            guard p[i] == UInt8(ascii: ",") else { return false }
+            i += 1
+        }
     }
 }

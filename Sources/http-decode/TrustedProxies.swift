@@ -15,7 +15,8 @@ struct IPAddress: Equatable, Sendable {
 
     /// A literal address only: no host names, no zone ids ("fe80::1%eth0"), nothing around it.
     init?<S: StringProtocol>(_ text: S) {
-        guard !text.isEmpty, text.utf8.count <= 45 else { return nil }
+        // A NUL would end the C string early: "1.2.3.4\0junk" must not read as 1.2.3.4.
+        guard !text.isEmpty, text.utf8.count <= 45, !text.utf8.contains(0) else { return nil }
         let string = String(text)
         if !string.contains(":") {
             var v4 = in_addr()

@@ -120,6 +120,7 @@ final class TrustedProxyTests: XCTestCase {
         XCTAssertEqual(p.client(peer: "127.0.0.2", headers: headers(("x-forwarded-for", "unknown"))), "127.0.0.2")
         XCTAssertEqual(p.client(peer: "127.0.0.2", headers: headers(("x-forwarded-for", "192.0.2.1,,"))), "127.0.0.2")
         XCTAssertEqual(p.client(peer: "127.0.0.2", headers: headers(("x-forwarded-for", "1.2.3.4\r\nx: y"))), "127.0.0.2")
+        XCTAssertEqual(p.client(peer: "127.0.0.2", headers: headers(("x-forwarded-for", "1.2.3.4\u{0}5"))), "127.0.0.2")
     }
 
     func testForwardedAddressesWithPortsAndBrackets() {

@@ -437,3 +437,18 @@ def test_the_service_runs_as_an_unprivileged_user_writing_only_its_data_director
             proc.wait(timeout=10)
         log.close()
         shutil.rmtree(work, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------- the document itself
+
+def test_every_test_the_threat_model_names_exists():
+    for doc in ("security.md", "reliability.md"):
+        path = ROOT / "docs" / doc
+        if not path.exists():
+            continue
+        refs = re.findall(r"`((?:system|[A-Za-z]+Tests)/[\w/]+\.(?:py|swift))::(\w+)`", path.read_text())
+        assert refs or doc != "security.md"
+        for file, name in refs:
+            source = (ROOT / "Tests" / file).read_text()
+            pattern = rf"^\s*def {name}\(" if file.endswith(".py") else rf"func {name}\("
+            assert re.search(pattern, source, re.M), f"{doc} names {file}::{name}, which does not exist"

@@ -59,7 +59,7 @@ public struct CompactJWS: Sendable {
     }
 
     private static func decode(_ token: UnsafeBufferPointer<UInt8>, _ range: Range<Int>, _ what: String) throws(JWTError) -> [UInt8] {
-        guard let bytes = Base64URL.decode(UnsafeBufferPointer(rebasing: token[range])) else {
+        guard let bytes = Base64.urlDecode(UnsafeBufferPointer(rebasing: token[range])) else {
             throw .malformed("\(what) is not canonical base64url")
         }
         return bytes
