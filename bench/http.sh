@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# bench/http.sh [startup|wrk|pool|all]: the HTTP benchmarks of issue 10, written as Markdown
+# bench/http.sh [startup|cpu|wrk|pool|all]: the HTTP benchmarks of issue 10, written as Markdown
 # (machine, versions, exact commands, tables) to bench/results/http.md.
 #
 #   startup  each filter's process start (bench/startup.c, median of 500 runs on its
 #            real input), against throwaway static "hello" filters with and without
 #            Foundation / FoundationEssentials, compiled in a temporary directory
+#   cpu      CPU time per request of each process of one keep-alive pipeline (/proc)
 #   wrk      wrk against GET /v1/subscription with a valid token (the full read path:
 #            http-decode, route, verify-jwt RS256, kv serve reading one JSON file, ...,
 #            http-encode) on: the socat service, the tcpserver service, nginx in front of
@@ -326,12 +327,79 @@ pool() {
     } >>"$report"
 }
 
+# MARK: CPU per request, per process of one keep-alive pipeline
+cpu() {
+    local p
+    p=$(port); start env EDGEPIPE_PORT="$p" "$top/pipelines/serve"
+    wait_port "$p"
+    {
+        echo "## CPU per request, per filter"
+        echo
+        echo "One keep-alive connection to the socat service, 5,000 sequential \`GET $BPATH\` requests"
+        echo "(Python client); each process's user and system time from \`/proc/PID/stat\` at the end,"
+        echo "divided by the requests (10 ms clock ticks: about 2 µs resolution)."
+        echo
+        python3 - "$p" "$EDGEPIPE_DATA" "$TOKEN" "$BPATH" 5000 <<'PY'
+import os, re, socket, sys, time
+port, data, token, path, n = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
+sock = socket.create_connection(("127.0.0.1", port))
+request = f"GET {path} HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {token}\r\n\r\n".encode()
+def exchange():
+    sock.sendall(request)
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        buf += sock.recv(65536)
+    head, _, rest = buf.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), head
+    length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))
+    while len(rest) < length:
+        rest += sock.recv(65536)
+exchange()
+start = time.time()
+for _ in range(n):
+    exchange()
+elapsed = time.time() - start
+tick = os.sysconf("SC_CLK_TCK")
+rows = []
+for pid in filter(str.isdigit, os.listdir("/proc")):
+    if int(pid) == os.getpid():
+        continue
+    try:
+        if f"EDGEPIPE_DATA={data}\0".encode() not in open(f"/proc/{pid}/environ", "rb").read():
+            continue
+        comm = open(f"/proc/{pid}/comm").read().strip()
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        parent = open(f"/proc/{fields[1]}/comm").read().strip()
+    except OSError:
+        continue
+    if comm == "socat":
+        if parent != "socat":
+            continue   # the listener
+        comm = "socat (relay)"
+    user, system = int(fields[11]) / tick, int(fields[12]) / tick
+    rows.append((comm, user * 1e6 / n, system * 1e6 / n))
+order = ["socat (relay)", "connection", "http-decode", "route", "verify-jwt", "kv", "apply-webhook", "audit", "http-encode"]
+rows.sort(key=lambda r: order.index(r[0]) if r[0] in order else 99)
+print(f"{n} requests in {elapsed:.2f} s: {n / elapsed:.0f} requests/s on one connection.")
+print()
+print("| process | user µs/request | system µs/request | total µs/request |")
+print("|---|---|---|---|")
+for comm, u, k in rows:
+    print(f"| {comm} | {u:.1f} | {k:.1f} | {u + k:.1f} |")
+print(f"| all | {sum(r[1] for r in rows):.1f} | {sum(r[2] for r in rows):.1f} | {sum(r[1] + r[2] for r in rows):.1f} |")
+print()
+PY
+    } >>"$report"
+    stop_last
+}
+
 case "$what" in
     startup) startup ;;
     wrk) wrk_all ;;
     pool) pool ;;
-    all) startup; wrk_all; pool ;;
-    *) echo "usage: bench/http.sh [startup|wrk|pool|all]" >&2; exit 2 ;;
+    cpu) cpu ;;
+    all) startup; cpu; wrk_all; pool ;;
+    *) echo "usage: bench/http.sh [startup|cpu|wrk|pool|all]" >&2; exit 2 ;;
 esac
 cp "$report" "$OUT"
 echo "http.sh: wrote $OUT" >&2

@@ -566,10 +566,11 @@ def soak_phase(work, duration, workers, max_connections, seed, result, problems)
         svc.stop()
 
 
-def flood_phase(work, n, max_connections, result, problems):
+def flood_phase(work, n, max_connections, timeout, result, problems):
     """n connections at once against max-children = max_connections, one slot held by a
-    keep-alive connection: each connection must be served or refused cleanly, never hang
-    or get half a response; the held one is served meanwhile; the service recovers."""
+    keep-alive connection: each connection must be served, refused, or left waiting until
+    the client gives up (after `timeout` seconds), never get half or a wrong response; the
+    held one is served meanwhile; the service recovers."""
     svc = Service(Path(work) / "flood", max_connections)
     outcomes = [None] * n
     barrier = threading.Barrier(n + 1)
@@ -580,7 +581,7 @@ def flood_phase(work, n, max_connections, result, problems):
         start = time.monotonic()
         data = b""
         try:
-            with socket.create_connection(("127.0.0.1", svc.port), timeout=60) as s:
+            with socket.create_connection(("127.0.0.1", svc.port), timeout=timeout) as s:
                 s.sendall(http("GET", "/healthz", close=True))
                 while True:
                     chunk = s.recv(65536)
@@ -593,6 +594,11 @@ def flood_phase(work, n, max_connections, result, problems):
         except ConnectionResetError:
             outcomes[i] = ("reset" if not data else "broken", time.monotonic() - start)
             return
+        except TimeoutError:
+            # Still queued (SYN retries past the backlog, or accepted by the kernel but not
+            # yet by socat) when this client stopped waiting: clean, as long as no byte came.
+            outcomes[i] = ("gave_up_waiting" if not data else "broken", time.monotonic() - start)
+            return
         except OSError as e:
             outcomes[i] = (f"error: {e}", time.monotonic() - start)
             return
@@ -600,6 +606,7 @@ def flood_phase(work, n, max_connections, result, problems):
         outcomes[i] = ("served" if ok else f"bad: {data[:80]!r}", time.monotonic() - start)
 
     try:
+        svc.wait_idle()          # the start-up probe's pipeline has ended
         held = Conn(svc.port)
         held_ok = held.exchange(http("GET", "/healthz"))[0] == 200
         base_children = len(svc.children())
@@ -609,7 +616,7 @@ def flood_phase(work, n, max_connections, result, problems):
         start = time.monotonic()
         barrier.wait()
         held_during = None
-        while any(t.is_alive() for t in threads) and time.monotonic() - start < 120:
+        while any(t.is_alive() for t in threads) and time.monotonic() - start < 2 * timeout + 10:
             peak["children"] = max(peak["children"], len(svc.children()))
             if held_during is None and time.monotonic() - start > 0.3:
                 try:
@@ -638,7 +645,7 @@ def flood_phase(work, n, max_connections, result, problems):
                            "seconds": round(elapsed, 2), "longest_wait_s": round(max(waits), 2) if waits else None,
                            "peak_pipelines": peak["children"], "held_connection_served_during_flood": held_during,
                            "served_after_flood": f"{recovered}/10", "processes_after": len(idle)}
-        clean = kinds.get("served", 0) + kinds.get("refused", 0) + kinds.get("reset", 0)
+        clean = sum(kinds.get(k, 0) for k in ("served", "refused", "reset", "gave_up_waiting"))
         if clean != n:
             problems.append(f"flood: connections neither served nor refused cleanly: {kinds}")
         if not held_ok or not held_during:
@@ -663,6 +670,7 @@ def main():
     ap.add_argument("--max-connections", type=int, default=64, help="the soaked service's max-children (64)")
     ap.add_argument("--flood", type=int, default=150, help="connections opened at once in the flood (150; 0: none)")
     ap.add_argument("--flood-max-connections", type=int, default=4, help="the flooded service's max-children (4)")
+    ap.add_argument("--flood-timeout", type=float, default=60, help="seconds a flooding client waits (60)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--json", help="also write the summary to this file")
     ap.add_argument("--keep", help="work directory to keep (data, logs); default: a temporary one, removed")
@@ -676,7 +684,7 @@ def main():
         if args.duration > 0:
             soak_phase(work, args.duration, args.workers, args.max_connections, args.seed, result, problems)
         if args.flood > 0:
-            flood_phase(work, args.flood, args.flood_max_connections, result, problems)
+            flood_phase(work, args.flood, args.flood_max_connections, args.flood_timeout, result, problems)
     finally:
         if not args.keep:
             subprocess.run(["rm", "-rf", work])

@@ -3,7 +3,8 @@
 # checked, then what the run left behind checked.
 #
 #   bench/soak.sh DURATION [--workers N] [--max-connections N] [--flood N]
-#                          [--flood-max-connections N] [--seed N] [--json FILE] [--keep DIR]
+#                          [--flood-max-connections N] [--flood-timeout S] [--seed N]
+#                          [--json FILE] [--keep DIR]
 #
 # DURATION seconds of mixed load from --workers (6) concurrent keep-alive clients that
 # reconnect every 1-25 requests: valid reads (each must return its token's own uid and the
@@ -15,8 +16,10 @@
 # every acknowledged webhook applied exactly once (KV state, event marker, one `applied`
 # audit line; one `duplicate` line per redelivery), no torn KV entry, no crash in stderr.
 # Then --flood (150) connections at once against a service with max-children
-# --flood-max-connections (4), one slot held by a keep-alive connection: each is served or
-# refused cleanly, the held one is served meanwhile, the service recovers.
+# --flood-max-connections (4), one slot held by a keep-alive connection: each is served,
+# refused, or still waiting when its client gives up (--flood-timeout, 60 s), never half
+# answered; the held one is served meanwhile; the service recovers. DURATION 0 or
+# --flood 0 skips a phase.
 #
 # Prints a JSON summary on stdout and a short one on stderr; exit 0 when every check passed,
 # 1 otherwise. Binaries from $EDGEPIPE_BIN (default .build/release); needs socat and
@@ -25,7 +28,7 @@ set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 export EDGEPIPE_BIN=${EDGEPIPE_BIN:-$top/.build/release}
 case "${1:-}" in
-    ""|-h|--help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; [ -n "${1:-}" ]; exit ;;
+    ""|-h|--help) sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; [ -n "${1:-}" ]; exit ;;
 esac
 command -v socat >/dev/null || { echo "bench/soak.sh: socat is missing (apt-get install -y socat)" >&2; exit 1; }
 python3 -c 'import stripe' 2>/dev/null ||

@@ -8,6 +8,8 @@
 //     a clean target, lower-case token header names, values without CR/LF/NUL or
 //     surrounding whitespace, one Host, never Content-Length next to Transfer-Encoding, and a
 //     body exactly as long as Content-Length says;
+//   - behind a trusted proxy, the client address taken from X-Forwarded-For / X-Real-IP
+//     is always one canonical IP address, whatever those headers hold;
 //   - its record is one line of JSON that reads back to the same method, path, headers,
 //     body bytes and keep-alive;
 //   - a stream that ends cleanly, repeated past the parser's compaction threshold, gives
@@ -25,6 +27,8 @@ private let smallLimits: HTTPLimits = {
     l.maxLeadingEmptyLines = 1
     return l
 }()
+
+private let proxies = try! TrustedProxies(parsing: ["127.0.0.0/8, 10.0.0.0/8", "::1/128"])
 
 private let failureStatuses: Set<Int> = [400, 413, 414, 417, 431, 501, 505]
 
@@ -102,8 +106,11 @@ private func check(_ r: HTTPRequest, limits: HTTPLimits) {
     require(r.body.count <= limits.maxBody, "body over the limit")
     if lengths.isEmpty && codings == 0 { require(r.body.isEmpty, "a body without framing") }
 
+    let client = proxies.client(peer: "127.0.0.1", headers: r.headers)
+    require(IPAddress(client)?.text == client, "client address \(client.debugDescription) from forwarding headers")
+
     // The record http-decode writes, as the next filter reads it.
-    let record = RequestRecord.make(r, id: "1", remote: "127.0.0.1")
+    let record = RequestRecord.make(r, id: "1", remote: client)
     let line = record.serialized()
     require(!line.contains(0x0A), "a request record spans lines")
     let back: Record

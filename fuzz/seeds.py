@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """Writes the seed corpora in fuzz/corpus/<target>/ (committed; re-run after editing this).
 
+    fuzz/seeds.py [TARGET...]     (default: every target; tokens are re-signed on every run)
+
 The seeds are the inputs the unit and system tests use, in the shape each harness reads:
 HTTP streams (smuggling attempts included), record lines, tokens, Stripe-Signature
 headers, route tables (optionally followed by NUL and "METHOD PATH" lines) and KV keys
 (two keys separated by a 0xFF byte). Tokens are signed with throw-away keys: the harness
 has its own keys, so only their shape matters.
 """
-import base64, hashlib, hmac, json, os, pathlib, shutil
+import base64, hashlib, hmac, json, os, pathlib, shutil, sys
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa, utils
@@ -15,7 +17,12 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa,
 ROOT = pathlib.Path(__file__).resolve().parent / "corpus"
 
 
+ONLY = set(sys.argv[1:])
+
+
 def write(target, items):
+    if ONLY and target not in ONLY:
+        return
     d = ROOT / target
     if d.exists():
         shutil.rmtree(d)
@@ -101,6 +108,10 @@ http = [
     "GET / HTTP/1.1\r\nHost: h\r\nX: a\x00b\r\n\r\n",
     "GET / HTTP/1.1\r\nHost: h\r\nX: \xc3\x28\r\n\r\n",
     "GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 10.0.0.1, 192.168.1.1\r\nX-Real-IP: 10.0.0.2\r\n\r\n",
+    "GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: [2001:db8::1]:443,::ffff:10.0.0.7, 10.1.2.3:8080\r\nX-Forwarded-For: 127.0.0.1\r\n\r\n",
+    "GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: unknown, 10.0.0.1\r\n\r\n",
+    "GET / HTTP/1.1\r\nHost: h\r\nX-Real-IP: ::1\r\n\r\n",
+    "GET / HTTP/1.1\r\nHost: h\r\nX-Real-IP: 1.2.3.4\r\nX-Real-IP: 5.6.7.8\r\n\r\n",
     "GET /" + "a" * 200 + " HTTP/1.1\r\nHost: h\r\n\r\n",
     "GET / HTTP/1.1\r\nHost: h\r\n" + "".join(f"A{i}: {i}\r\n" for i in range(20)) + "\r\n",
 ]

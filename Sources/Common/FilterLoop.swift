@@ -33,8 +33,7 @@ public struct FilterLoop {
     public func run(_ handle: (inout Record) throws -> Void) -> Never {
         signal(SIGPIPE, SIG_IGN)
         var reader = LineReader(fd: input)
-        var out: [UInt8] = []
-        out.reserveCapacity(1 << 16)
+        var out = JSONOutput(capacity: Self.flushBytes + 4096)
         var closed = false
         reader.forEachLineWithLookahead { event, more in
             if closed { return }
@@ -50,8 +49,8 @@ public struct FilterLoop {
             // request that has not arrived (keep-alive: one line, one write); lines that
             // arrived together (pipelining, batch files) share a write.
             if !more || out.count >= Self.flushBytes {
-                if !FileOutput.writeAll(output, out) { closed = true }
-                out.removeAll(keepingCapacity: true)
+                if !out.withBytes({ FileOutput.writeAll(output, UnsafeRawBufferPointer($0)) }) { closed = true }
+                out.removeAll()
             }
         }
         exit(closed ? 1 : 0)
@@ -60,6 +59,13 @@ public struct FilterLoop {
     /// Turns one input line into one output line (without the newline).
     public func process(_ line: UnsafeBufferPointer<UInt8>, _ handle: (inout Record) throws -> Void,
                         into out: inout [UInt8]) {
+        var o = JSONOutput(capacity: line.count + 256)
+        process(line, handle, into: &o)
+        o.withBytes { out.append(contentsOf: $0) }
+    }
+
+    func process(_ line: UnsafeBufferPointer<UInt8>, _ handle: (inout Record) throws -> Void,
+                 into out: inout JSONOutput) {
         var record: Record
         do {
             record = try Record.parse(line)
@@ -69,7 +75,7 @@ public struct FilterLoop {
             return
         }
         if record.isResponse && !seesResponses {
-            out.append(contentsOf: line)
+            out.append(line)
             return
         }
         let original = record
@@ -82,19 +88,25 @@ public struct FilterLoop {
             record = original.errorResponse(status: 500, error: "internal_error", message: "the filter failed on this record")
         }
         if record == original {
-            out.append(contentsOf: line)   // untouched: pass the exact bytes on
+            out.append(line)   // untouched: pass the exact bytes on
         } else {
-            record.object.write(to: &out)
+            record.object.write(into: &out)
         }
     }
 
     /// The 400 response for a line that is not a record, with its id when one can be found.
     public static func malformed(_ line: UnsafeBufferPointer<UInt8>, reason: String, into out: inout [UInt8]) {
+        var o = JSONOutput(capacity: 256)
+        malformed(line, reason: reason, into: &o)
+        o.withBytes { out.append(contentsOf: $0) }
+    }
+
+    static func malformed(_ line: UnsafeBufferPointer<UInt8>, reason: String, into out: inout JSONOutput) {
         var request = JSONObject()
         if let id = recoverID(line) { request["id"] = .string(id) }
         request["keep_alive"] = .bool(false)
         let response = Record(request).errorResponse(status: 400, error: "bad_record", message: reason)
-        response.object.write(to: &out)
+        response.object.write(into: &out)
     }
 
     /// Finds `"id":"..."` in a line that did not parse, so the error can still be matched

@@ -97,7 +97,10 @@ public struct JSONObject: Equatable, Sendable {
     public var keys: [String] { members.map(\.key) }
 
     public func index(of key: String) -> Int? {
-        members.firstIndex { $0.key == key }
+        // Lengths first: a String comparison of two different short keys is a runtime
+        // call, and a lookup passes most of a record's keys.
+        let n = key.utf8.count
+        return members.firstIndex { $0.key.utf8.count == n && $0.key == key }
     }
 
     /// Reading returns the member's value; assigning replaces it in place, appends a new
@@ -168,8 +171,8 @@ struct JSONRaw: Sendable {
         }
     }
 
-    func write(to out: inout [UInt8]) {
-        withBytes { out.append(contentsOf: $0) }
+    func write(into out: inout JSONOutput) {
+        withBytes { out.append($0) }
     }
 }
 
@@ -547,17 +550,20 @@ public struct JSONReader {
 
     @inline(__always) private func isDigit(_ b: UInt8) -> Bool { b &- UInt8(ascii: "0") < 10 }
 
-    /// True when any of 8 bytes is '"', '\\', a control character or non-ASCII: the
-    /// string scan then looks at them one by one; otherwise it skips all 8.
-    @inline(__always) private static func needsCare(_ x: UInt64) -> Bool {
+    /// A high bit set in each of the 8 bytes that is '"', '\\', a control character or
+    /// non-ASCII, exact up to the first such byte (a borrow can flag bytes after it):
+    /// the string scan skips to that byte at once.
+    @inline(__always) private static func careMask(_ x: UInt64) -> UInt64 {
         let ones: UInt64 = 0x0101_0101_0101_0101
         let high: UInt64 = 0x8080_8080_8080_8080
         let quote = x ^ (ones &* 0x22)
         let backslash = x ^ (ones &* 0x5C)
-        let zeroInQuote = (quote &- ones) & ~quote
-        let zeroInBackslash = (backslash &- ones) & ~backslash
-        let control = x &- (ones &* 0x20)          // a byte < 0x20 borrows into its high bit
-        return ((zeroInQuote | zeroInBackslash | control) & ~x | x) & high != 0
+        let found = ((quote &- ones) & ~quote) | ((backslash &- ones) & ~backslash) | (x &- (ones &* 0x20))
+        return (found & ~x | x) & high
+    }
+
+    @inline(__always) private static func needsCare(_ b: UInt8) -> Bool {
+        b == UInt8(ascii: "\"") || b == UInt8(ascii: "\\") || b < 0x20 || b >= 0x80
     }
 
     /// Scans a string from its opening quote to past its closing quote, checking escapes,
@@ -566,31 +572,28 @@ public struct JSONReader {
         position += 1 // opening quote
         var scan = StringScan(start: position, end: position)
         while true {
-            while position &+ 8 <= count {
-                let x = UnsafeRawPointer(base + position).loadUnaligned(as: UInt64.self)
-                if Self.needsCare(x) { break }
-                position &+= 8
-            }
-            // Byte by byte up to the byte that needs care (within 8 after a fast-loop exit).
-            while true {
+            // Eight bytes at a time to the next byte that needs care.
+            if position &+ 8 <= count {
+                let mask = Self.careMask(UnsafeRawPointer(base + position).loadUnaligned(as: UInt64.self))
+                if mask == 0 { position &+= 8; continue }
+                position &+= mask.trailingZeroBitCount >> 3
+            } else {
+                while position < count && !Self.needsCare(base[position]) { position &+= 1 }
                 guard position < count else { throw JSONError("unterminated string", at: scan.start - 1) }
-                let b = base[position]
-                if b == UInt8(ascii: "\"") {
-                    scan.end = position
-                    position += 1
-                    return scan
-                }
-                if b == UInt8(ascii: "\\") {
-                    scan.escaped = true
-                    try scanEscape(&scan)
-                    break
-                }
-                if b < 0x20 { throw fail("control character in string") }
-                if b >= 0x80 {
-                    try scanUTF8(stringStart: scan.start)
-                    break
-                }
+            }
+            let b = base[position]
+            if b == UInt8(ascii: "\"") {
+                scan.end = position
                 position += 1
+                return scan
+            }
+            if b == UInt8(ascii: "\\") {
+                scan.escaped = true
+                try scanEscape(&scan)
+            } else if b < 0x20 {
+                throw fail("control character in string")
+            } else {
+                try scanUTF8(stringStart: scan.start)
             }
         }
     }
@@ -743,35 +746,98 @@ func appendUTF8(_ scalar: UInt32, to out: inout [UInt8]) {
 
 // MARK: - Writing
 
+/// The writer's buffer. Appending to it is a bounds check and a store or a memcpy, where
+/// Array's append(contentsOf:) costs about a hundred instructions a call and a record
+/// takes some sixty appends.
+struct JSONOutput: ~Copyable {
+    private(set) var count = 0
+    private var base: UnsafeMutablePointer<UInt8>
+    private var capacity: Int
+
+    init(capacity: Int = 1024) {
+        self.capacity = max(capacity, 16)
+        base = .allocate(capacity: self.capacity)
+    }
+
+    deinit { base.deallocate() }
+
+    mutating func removeAll() { count = 0 }
+
+    @inline(__always) mutating func append(_ byte: UInt8) {
+        if count == capacity { grow(1) }
+        base[count] = byte
+        count &+= 1
+    }
+
+    @inline(__always) mutating func append(_ bytes: UnsafePointer<UInt8>, count n: Int) {
+        if n > capacity &- count { grow(n) }
+        (base + count).update(from: bytes, count: n)
+        count &+= n
+    }
+
+    @inline(__always) mutating func append(_ bytes: UnsafeBufferPointer<UInt8>) {
+        if let p = bytes.baseAddress { append(p, count: bytes.count) }
+    }
+
+    @inline(__always) mutating func append(_ literal: StaticString) {
+        append(literal.utf8Start, count: literal.utf8CodeUnitCount)
+    }
+
+    @inline(never) private mutating func grow(_ n: Int) {
+        let bigger = max(capacity * 2, count + n)
+        let p = UnsafeMutablePointer<UInt8>.allocate(capacity: bigger)
+        p.update(from: base, count: count)
+        base.deallocate()
+        base = p
+        capacity = bigger
+    }
+
+    func withBytes<R>(_ body: (UnsafeBufferPointer<UInt8>) -> R) -> R {
+        body(UnsafeBufferPointer(start: base, count: count))
+    }
+
+    var array: [UInt8] { withBytes { Array($0) } }
+}
+
 extension JSON {
     /// Compact JSON, no whitespace, members in order.
     public func serialized() -> [UInt8] {
-        var out: [UInt8] = []
-        out.reserveCapacity(256)
-        write(to: &out)
-        return out
+        var out = JSONOutput(capacity: 256)
+        write(into: &out)
+        return out.array
     }
 
     public var text: String { String(decoding: serialized(), as: UTF8.self) }
 
     public func write(to out: inout [UInt8]) {
+        var o = JSONOutput(capacity: 256)
+        write(into: &o)
+        o.withBytes { out.append(contentsOf: $0) }
+    }
+
+    func write(into out: inout JSONOutput) {
         switch self {
-        case .null: out.append(contentsOf: "null".utf8)
-        case .bool(let b): out.append(contentsOf: (b ? "true" : "false").utf8)
-        case .number(let n): out.append(contentsOf: n.utf8)
-        case .string(let s): JSON.writeString(s, to: &out)
+        case .null: out.append("null")
+        case .bool(let b): out.append(b ? "true" : "false")
+        case .number(let n): JSON.writeRaw(n, into: &out)
+        case .string(let s): JSON.writeString(s, into: &out)
         case .array(let elements):
             out.append(UInt8(ascii: "["))
             var first = true
             for e in elements {
                 if !first { out.append(UInt8(ascii: ",")) }
                 first = false
-                e.write(to: &out)
+                e.write(into: &out)
             }
             out.append(UInt8(ascii: "]"))
         case .object(let o):
-            o.write(to: &out)
+            o.write(into: &out)
         }
+    }
+
+    private static func writeRaw(_ s: String, into out: inout JSONOutput) {
+        var s = s
+        s.withUTF8 { out.append($0) }
     }
 
     /// True when any of 8 bytes is '"', '\\' or a control character.
@@ -787,6 +853,12 @@ extension JSON {
     /// Writes a JSON string literal. Control characters are escaped, so a value can never
     /// break the one-record-per-line framing (or forge a log line).
     public static func writeString(_ s: String, to out: inout [UInt8]) {
+        var o = JSONOutput(capacity: s.utf8.count + 16)
+        writeString(s, into: &o)
+        o.withBytes { out.append(contentsOf: $0) }
+    }
+
+    static func writeString(_ s: String, into out: inout JSONOutput) {
         out.append(UInt8(ascii: "\""))
         var s = s
         s.withUTF8 { bytes in
@@ -800,24 +872,24 @@ extension JSON {
                     continue
                 }
                 let b = base[i]
-                if b >= 0x20 && b != 0x22 && b != 0x5C { i += 1; continue }
-                if runStart < i { out.append(contentsOf: UnsafeBufferPointer(start: base + runStart, count: i - runStart)) }
-                i += 1
+                if b >= 0x20 && b != 0x22 && b != 0x5C { i &+= 1; continue }
+                if runStart < i { out.append(base + runStart, count: i - runStart) }
+                i &+= 1
                 runStart = i
                 switch b {
-                case 0x22: out.append(0x5C); out.append(0x22)
-                case 0x5C: out.append(0x5C); out.append(0x5C)
-                case 0x0A: out.append(0x5C); out.append(UInt8(ascii: "n"))
-                case 0x0D: out.append(0x5C); out.append(UInt8(ascii: "r"))
-                case 0x09: out.append(0x5C); out.append(UInt8(ascii: "t"))
+                case 0x22: out.append(#"\""#)
+                case 0x5C: out.append(#"\\"#)
+                case 0x0A: out.append(#"\n"#)
+                case 0x0D: out.append(#"\r"#)
+                case 0x09: out.append(#"\t"#)
                 default:
                     let hex: StaticString = "0123456789abcdef"
-                    out.append(0x5C); out.append(UInt8(ascii: "u")); out.append(UInt8(ascii: "0")); out.append(UInt8(ascii: "0"))
+                    out.append(#"\u00"#)
                     out.append(hex.utf8Start[Int(b >> 4)])
                     out.append(hex.utf8Start[Int(b & 0xF)])
                 }
             }
-            if runStart < n { out.append(contentsOf: UnsafeBufferPointer(start: base + runStart, count: n - runStart)) }
+            if runStart < n { out.append(base + runStart, count: n - runStart) }
         }
         out.append(UInt8(ascii: "\""))
     }
@@ -825,26 +897,31 @@ extension JSON {
 
 extension JSONObject {
     public func write(to out: inout [UInt8]) {
+        var o = JSONOutput(capacity: 1024)
+        write(into: &o)
+        o.withBytes { out.append(contentsOf: $0) }
+    }
+
+    func write(into out: inout JSONOutput) {
         out.append(UInt8(ascii: "{"))
         var first = true
-        for m in members {
+        for i in members.indices {
             if !first { out.append(UInt8(ascii: ",")) }
             first = false
-            JSON.writeString(m.key, to: &out)
+            JSON.writeString(members[i].key, into: &out)
             out.append(UInt8(ascii: ":"))
-            switch m.storage {
-            case .value(let v): v.write(to: &out)
-            case .raw(let r): r.write(to: &out)
+            switch members[i].storage {
+            case .value(let v): v.write(into: &out)
+            case .raw(let r): r.write(into: &out)
             }
         }
         out.append(UInt8(ascii: "}"))
     }
 
     public func serialized() -> [UInt8] {
-        var out: [UInt8] = []
-        out.reserveCapacity(256)
-        write(to: &out)
-        return out
+        var out = JSONOutput(capacity: 1024)
+        write(into: &out)
+        return out.array
     }
 
     public var text: String { String(decoding: serialized(), as: UTF8.self) }

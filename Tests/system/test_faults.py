@@ -546,8 +546,10 @@ def test_soak_applies_every_webhook_exactly_once_and_keeps_the_audit_chain(soak)
 
 def test_connection_flood_beyond_max_children_is_served_or_refused_cleanly_and_recovers(soak):
     flood = soak["flood"]
-    clean = sum(flood["outcomes"].get(k, 0) for k in ("served", "refused", "reset"))
+    # Served, refused, or still queued when the client gave up: never half an answer.
+    clean = sum(flood["outcomes"].get(k, 0) for k in ("served", "refused", "reset", "gave_up_waiting"))
     assert clean == flood["connections"] == 100, flood["outcomes"]
+    assert flood["outcomes"].get("served", 0) > 0
     assert flood["peak_pipelines"] <= flood["max_connections"]
     assert flood["held_connection_served_during_flood"] is True
     assert flood["served_after_flood"] == "10/10"

@@ -114,7 +114,7 @@ public enum HTTPClient {
     public static func get(_ url: FetchURL, timeoutMillis: Int, maxBytes: Int = 1 << 20,
                            userAgent: String = "edgepipe") throws(FetchError) -> HTTPResponse {
         let deadline = Clock.monotonicMillis() + max(timeoutMillis, 1)
-        let socket = try TCPSocket.connect(host: url.host, port: url.port, deadline: deadline)
+        let socket = try StreamSocket.connect(host: url.host, port: url.port, deadline: deadline)
         let hostHeader = url.description.dropFirst(url.scheme.count + 3).prefix { $0 != "/" }
         let request = "GET \(url.target) HTTP/1.1\r\nHost: \(hostHeader)\r\nUser-Agent: \(userAgent)\r\n"
             + "Accept: application/json\r\nConnection: close\r\n\r\n"
@@ -237,19 +237,20 @@ extension StringProtocol {
     }
 }
 
-/// A connected TCP socket, closed with its owner.
-final class TCPSocket {
+/// A connected, non-blocking stream socket (TCP, or a Unix-domain path), closed with its
+/// owner. Key fetches and the Redis client both read and write through it.
+final class StreamSocket {
     let fd: Int32
 
     private init(fd: Int32) { self.fd = fd }
     deinit { close(fd) }
 
-    static func connect(host: String, port: Int, deadline: Int) throws(FetchError) -> TCPSocket {
+    static func connect(host: String, port: Int, deadline: Int) throws(FetchError) -> StreamSocket {
         var lastError = "cannot resolve \(host)"
         for address in try resolve(host: host, port: port) {
             let fd = socket(Int32(address.family), Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
             guard fd >= 0 else { continue }
-            let sock = TCPSocket(fd: fd)
+            let sock = StreamSocket(fd: fd)
             let rc = address.storage.withUnsafeBytes { raw in
                 Glibc.connect(fd, raw.baseAddress!.assumingMemoryBound(to: sockaddr.self), address.length)
             }
@@ -269,6 +270,34 @@ final class TCPSocket {
             return sock
         }
         throw FetchError(lastError)
+    }
+
+    static func connect(unixPath path: String, deadline: Int) throws(FetchError) -> StreamSocket {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+        guard fd >= 0 else { throw FetchError("socket: \(String(cString: strerror(errno)))") }
+        let sock = StreamSocket(fd: fd)
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { throw FetchError("socket path too long") }
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            for (i, b) in bytes.enumerated() { raw[i] = b }
+        }
+        let rc = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
+        }
+        if rc != 0 {
+            // A full listen backlog answers EAGAIN on a Unix socket; wait for it like a TCP connect.
+            guard errno == EAGAIN || errno == EINPROGRESS else { throw FetchError("connect: \(String(cString: strerror(errno)))") }
+            guard sock.wait(for: Int16(POLLOUT), until: deadline) else { throw FetchError("connect timed out") }
+            var err: Int32 = 0
+            var len = socklen_t(MemoryLayout<Int32>.size)
+            getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len)
+            if err != 0 { throw FetchError("connect: \(String(cString: strerror(err)))") }
+        }
+        return sock
     }
 
     struct Address {
@@ -344,7 +373,7 @@ final class TCPSocket {
     func write(_ bytes: [UInt8], deadline: Int) throws(FetchError) {
         var offset = 0
         while offset < bytes.count {
-            let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + offset, $0.count - offset) }
+            let n = bytes.withUnsafeBytes { send(fd, $0.baseAddress! + offset, $0.count - offset, Int32(MSG_NOSIGNAL)) }
             if n > 0 { offset += n; continue }
             if n < 0 && errno == EINTR { continue }
             if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
@@ -360,9 +389,9 @@ final class TCPSocket {
 final class TLSStream {
     private let context: OpaquePointer
     private let ssl: OpaquePointer
-    private let socket: TCPSocket
+    private let socket: StreamSocket
 
-    init(socket: TCPSocket, host: String, deadline: Int) throws(FetchError) {
+    init(socket: StreamSocket, host: String, deadline: Int) throws(FetchError) {
         self.socket = socket
         guard let ctx = SSL_CTX_new(TLS_client_method()) else { throw FetchError("SSL_CTX_new failed") }
         guard let ssl = SSL_new(ctx) else { SSL_CTX_free(ctx); throw FetchError("SSL_new failed") }
@@ -444,7 +473,7 @@ final class TLSStream {
 }
 
 enum ByteStream {
-    case plain(TCPSocket)
+    case plain(StreamSocket)
     case tls(TLSStream)
 
     func read(_ buffer: inout [UInt8], deadline: Int) throws(FetchError) -> Int {

@@ -23,9 +23,9 @@ enum RedisFailure: Error {
 /// Not thread-safe: RedisStore hands a connection to one caller at a time.
 final class RedisConnection {
     private enum Transport {
-        case tcp(TCPSocket)
-        case tls(TLSStream, TCPSocket)
-        case unix(RedisUnixSocket)
+        case tcp(StreamSocket)
+        case tls(TLSStream, StreamSocket)
+        case unix(StreamSocket)
 
         var fd: Int32 {
             switch self {
@@ -62,8 +62,8 @@ final class RedisConnection {
         }
         switch location.endpoint {
         case .tcp(let host, let port):
-            let socket: TCPSocket
-            do { socket = try TCPSocket.connect(host: host, port: port, deadline: deadline) }
+            let socket: StreamSocket
+            do { socket = try StreamSocket.connect(host: host, port: port, deadline: deadline) }
             catch { throw .io("cannot connect to \(name): \(error.description)", sent: false) }
             if location.tls {
                 do { transport = .tls(try TLSStream(socket: socket, host: host, deadline: deadline), socket) }
@@ -72,7 +72,8 @@ final class RedisConnection {
                 transport = .tcp(socket)
             }
         case .unix(let path):
-            transport = .unix(try RedisUnixSocket.connect(path: path, deadline: deadline, name: name))
+            do { transport = .unix(try StreamSocket.connect(unixPath: path, deadline: deadline)) }
+            catch { throw .io("cannot connect to \(name): \(error.description)", sent: false) }
         case .sentinel:
             preconditionFailure("resolved above")
         }
@@ -204,86 +205,6 @@ final class RedisConnection {
         case .tcp(let s): return try s.read(&chunk, deadline: deadline)
         case .tls(let t, _): return try t.read(&chunk, deadline: deadline)
         case .unix(let s): return try s.read(&chunk, deadline: deadline)
-        }
-    }
-}
-
-/// A connected Unix-domain stream socket, non-blocking, closed with its owner. (TCP and
-/// TLS come from TCPSocket and TLSStream, shared with HTTPClient.)
-final class RedisUnixSocket {
-    let fd: Int32
-
-    private init(fd: Int32) { self.fd = fd }
-    deinit { close(fd) }
-
-    static func connect(path: String, deadline: Int, name: String) throws(RedisFailure) -> RedisUnixSocket {
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
-        guard fd >= 0 else { throw .io("cannot connect to \(name): socket: \(errorText(errno))", sent: false) }
-        let sock = RedisUnixSocket(fd: fd)
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
-            throw .io("cannot connect to \(name): socket path too long", sent: false)
-        }
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            for (i, b) in bytes.enumerated() { raw[i] = b }
-        }
-        let rc = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
-            }
-        }
-        if rc != 0 {
-            // A full listen backlog answers EAGAIN on a Unix socket; wait for it like a TCP connect.
-            guard errno == EAGAIN || errno == EINPROGRESS else {
-                throw .io("cannot connect to \(name): \(errorText(errno))", sent: false)
-            }
-            guard sock.wait(for: Int16(POLLOUT), until: deadline) else { throw .io("cannot connect to \(name): timed out", sent: false) }
-            var err: Int32 = 0
-            var len = socklen_t(MemoryLayout<Int32>.size)
-            getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len)
-            if err != 0 { throw .io("cannot connect to \(name): \(errorText(err))", sent: false) }
-        }
-        return sock
-    }
-
-    func wait(for events: Int16, until deadline: Int) -> Bool {
-        while true {
-            let remaining = deadline - Clock.monotonicMillis()
-            if remaining <= 0 { return false }
-            var p = pollfd(fd: fd, events: events, revents: 0)
-            let rc = poll(&p, 1, Int32(min(remaining, Int(Int32.max))))
-            if rc > 0 { return true }
-            if rc == 0 { return false }
-            if errno != EINTR { return true }
-        }
-    }
-
-    func read(_ buffer: inout [UInt8], deadline: Int) throws(FetchError) -> Int {
-        while true {
-            let n = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-            if n >= 0 { return n }
-            if errno == EINTR { continue }
-            if errno == EAGAIN || errno == EWOULDBLOCK {
-                guard wait(for: Int16(POLLIN), until: deadline) else { throw FetchError("read timed out") }
-                continue
-            }
-            throw FetchError("read: \(errorText(errno))")
-        }
-    }
-
-    func write(_ bytes: [UInt8], deadline: Int) throws(FetchError) {
-        var offset = 0
-        while offset < bytes.count {
-            let n = bytes.withUnsafeBytes { send(fd, $0.baseAddress! + offset, $0.count - offset, Int32(MSG_NOSIGNAL)) }
-            if n > 0 { offset += n; continue }
-            if n < 0 && errno == EINTR { continue }
-            if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
-                guard wait(for: Int16(POLLOUT), until: deadline) else { throw FetchError("write timed out") }
-                continue
-            }
-            throw FetchError("write: \(errorText(errno))")
         }
     }
 }
