@@ -284,8 +284,7 @@ class Soak:
 
     def one(self, conn, kind, rng):
         """Sends one request of `kind` on `conn`; returns False when the connection must end."""
-        expect_close = False
-        check = None
+        expect_close, check = False, None
         if kind == "read":
             uid, token = rng.choice(self.readers)
             data = http("GET", "/v1/subscription", [("Authorization", f"Bearer {token}")])
@@ -621,7 +620,7 @@ def flood_phase(work, n, max_connections, timeout, result, problems):
             if held_during is None and time.monotonic() - start > 0.3:
                 try:
                     held_during = held.exchange(http("GET", "/nope"))[0] == 404
-                except (OSError, EOFError) as e:
+                except (OSError, EOFError):
                     held_during = False
             time.sleep(0.02)
         for t in threads:

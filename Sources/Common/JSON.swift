@@ -840,14 +840,15 @@ extension JSON {
         s.withUTF8 { out.append($0) }
     }
 
-    /// True when any of 8 bytes is '"', '\\' or a control character.
-    @inline(__always) private static func needsEscape(_ x: UInt64) -> Bool {
+    /// A high bit set in each of the 8 bytes that is '"', '\\' or a control character,
+    /// exact up to the first such byte.
+    @inline(__always) private static func escapeMask(_ x: UInt64) -> UInt64 {
         let ones: UInt64 = 0x0101_0101_0101_0101
         let high: UInt64 = 0x8080_8080_8080_8080
         let quote = x ^ (ones &* 0x22)
         let backslash = x ^ (ones &* 0x5C)
-        let found = ((quote &- ones) | (backslash &- ones) | (x &- (ones &* 0x20))) & ~x & high
-        return found != 0
+        let found = ((quote &- ones) & ~quote) | ((backslash &- ones) & ~backslash) | (x &- (ones &* 0x20))
+        return found & ~x & high
     }
 
     /// Writes a JSON string literal. Control characters are escaped, so a value can never
@@ -867,9 +868,10 @@ extension JSON {
             var runStart = 0
             var i = 0
             while i < n {
-                if i &+ 8 <= n, !needsEscape(UnsafeRawPointer(base + i).loadUnaligned(as: UInt64.self)) {
-                    i &+= 8
-                    continue
+                if i &+ 8 <= n {
+                    let mask = escapeMask(UnsafeRawPointer(base + i).loadUnaligned(as: UInt64.self))
+                    if mask == 0 { i &+= 8; continue }
+                    i &+= mask.trailingZeroBitCount >> 3
                 }
                 let b = base[i]
                 if b >= 0x20 && b != 0x22 && b != 0x5C { i &+= 1; continue }

@@ -22,7 +22,7 @@ import pytest
 import stripe
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from conftest import BIN, ROOT, Service, binary
+from conftest import BIN, ROOT, Service, binary, free_port
 from test_service import checkout_event, dev_token, webhook_secret
 from test_verify_jwt import public_jwk
 
@@ -351,6 +351,20 @@ def test_key_endpoint_turning_to_garbage_never_replaces_the_cached_keys(issuer):
     assert json.loads(cache.read_text())["keys"] == good["keys"]
 
 
+def test_key_endpoint_down_answers_503_to_tokens_and_serves_everything_else(tmp_path):
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    svc = Service(tmp_path, env={"EDGEPIPE_JWKS_URL": f"http://127.0.0.1:{free_port()}/keys",
+                                 "EDGEPIPE_JWT_ISSUER": ISS, "EDGEPIPE_JWT_AUDIENCE": AUD})
+    try:
+        status, headers, body = call(svc, "GET", "/v1/subscription", {"Authorization": f"Bearer {issued_token(key)}"})
+        assert (status, body["error"]) == (503, "keys_unavailable") and "retry-after" in headers
+        assert call(svc, "GET", "/v1/subscription")[0] == 401          # no token: still the client's fault
+        assert call(svc, "GET", "/healthz")[0] == 200
+        assert deliver(svc, event_for("keys-down")) == (200, {"received": True})
+    finally:
+        svc.stop()
+
+
 def test_slow_key_endpoint_costs_one_fetch_timeout_and_stalls_no_other_connection(issuer):
     svc, keys, key = issuer
     for path in cache_files(svc):
@@ -422,8 +436,8 @@ def test_disk_full_answers_503_to_writes_keeps_reads_and_a_retry_applies_once(tm
         assert (status, body["error"]) == (503, "store_unavailable")
         assert body["message"]
         # Reads and everything that writes nothing keep working.
-        assert read_subscription(svc, "full-reader", token) == (200, read_subscription(svc, "full-reader", token)[1])
-        assert read_subscription(svc, "full-reader", token)[1]["status"] == "active"
+        status, body = read_subscription(svc, "full-reader", token)
+        assert (status, body["status"]) == (200, "active")
         assert call(svc, "GET", "/healthz")[0] == 200
         # Nothing half-written: the store holds exactly what it held, no temporary file.
         assert kv_entries(svc) == stored
