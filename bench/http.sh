@@ -96,6 +96,7 @@ measure() {   # label input command...: one table row
     local fields
     fields=$(echo "$line" | sed -E 's/^.*: median ([0-9.]+) ms, p10 ([0-9.]+), p90 ([0-9.]+), ([0-9]+) page faults.*/\1 | \2 | \3 | \4/')
     echo "| $label | $fields | ${cpu:-n/a} |" >>"$report"
+    echo "$label ${fields%% *}" >>"$work/medians"
 }
 startup() {
     cc -O2 -o "$work/startup" "$top/bench/startup.c"
@@ -165,6 +166,7 @@ SWIFT
         echo "| program | median ms | p10 ms | p90 ms | page faults | CPU ms |"
         echo "|---|---|---|---|---|---|"
     } >>"$report"
+    local met over
     i=0
     for st in "${stages[@]}"; do
         # shellcheck disable=SC2086
@@ -176,12 +178,19 @@ SWIFT
     measure "\`/bin/true\` (floor)" "$s/hello-in" /bin/true
     (cd "$top" && measure "whole \`pipelines/connection\` (sh + 7 filters, one request)" "$s/0" /bin/sh pipelines/connection)
     echo >>"$report"
+    {
+        met=$(head -7 "$work/medians" | awk '$NF <= 1.5 {sub(/ [0-9.]+$/, ""); printf "%s%s", sep, $0; sep=", "}')
+        over=$(head -7 "$work/medians" | awk '$NF > 1.5 {n=$NF; sub(/ [0-9.]+$/, ""); printf "%s%s %s ms", sep, $0, n; sep=", "}')
+        echo "Target, each filter's start at most 1.5 ms (median): met by ${met:-none}; not met by ${over:-none}."
+        echo "The floor on this machine, \`/bin/true\`: $(awk '/bin\/true/ {print $NF}' "$work/medians") ms."
+        echo
+    } >>"$report"
     ls -l "$work"/hello-* "$BIN/http-decode" | awk '{print $5, $NF}' | sed "s|$work/||" >"$work/sizes"
     { echo "Sizes (bytes): $(paste -sd';' "$work/sizes" | sed 's/;/; /g')"; echo; } >>"$report"
 }
 
 # MARK: wrk
-declare -A rows
+declare -A rows p50s
 run_wrk() {   # label url mode conns
     local label=$1 url=$2 mode=$3 conns=$4 threads=1 extra=()
     [ "$conns" -gt 1 ] && threads=2
@@ -202,6 +211,7 @@ run_wrk() {   # label url mode conns
     [ -n "$non2xx" ] && note="non-2xx: $non2xx"
     [ -n "$errors" ] && note="${note:+$note; }socket errors: $errors"
     rows["$label|$mode|$conns"]=$rps
+    p50s["$label|$mode|$conns"]=$(ms "$p50")
     printf '| %s | %s | %s | %.0f | %s | %s | %s |\n' "$label" "$mode" "$conns" "${rps:-0}" "$(ms "$p50")" "$(ms "$p99")" "$note" >>"$work/table"
     echo "$label $mode c=$conns: $rps req/s p50 $p50 p99 $p99 $note" >&2
 }
@@ -291,6 +301,13 @@ CONF
         echo "New client connections/s behind nginx vs the Python reference (target at least 5x):"
         echo "$(awk -v a="$ng1" -v b="$py1" 'BEGIN{printf "%.1fx", (b>0)?a/b:0}') at 1 connection,"
         echo "$(awk -v a="$ng16" -v b="$py16" 'BEGIN{printf "%.1fx", (b>0)?a/b:0}') at 16 connections."
+        echo
+        echo "Keep-alive p50 (target under 1 ms), 1 connection / 16 connections:"
+        local t
+        for t in "socat service" "tcpserver service" "nginx in front of the socat service" \
+                 "nginx in front of the tcpserver service" "haproxy in front of the socat service"; do
+            echo "- $t: ${p50s["$t|keep-alive|1"]:-?} ms / ${p50s["$t|keep-alive|16"]:-?} ms"
+        done
         echo
         echo "Commands (PORT: a free loopback port; services started as in \`bench/http.sh\`):"
         echo

@@ -235,6 +235,30 @@ public struct JSONReader {
         }
     }
 
+    /// The value of `key` in the raw bytes of an object that was validated and kept raw
+    /// (JSONRaw), parsing that value only; nil when absent or not an object.
+    static func member(_ key: String, ofRawObject buffer: UnsafeBufferPointer<UInt8>) -> JSON? {
+        guard let base = buffer.baseAddress, buffer.count >= 2, base[0] == UInt8(ascii: "{"),
+              base[1] != UInt8(ascii: "}") else { return nil }
+        var reader = JSONReader(base: base, count: buffer.count, maxDepth: defaultMaxDepth)
+        reader.position = 1
+        var key = key
+        return key.withUTF8 { wanted -> JSON? in
+            while true {
+                guard let scan = try? reader.scanString() else { return nil }
+                reader.position += 1   // ':' (canonical: no whitespace)
+                let matches = scan.escaped
+                    ? reader.makeString(scan) == String(decoding: wanted, as: UTF8.self)
+                    : scan.end - scan.start == wanted.count
+                        && (wanted.isEmpty || memcmp(base + scan.start, wanted.baseAddress!, wanted.count) == 0)
+                if matches { return try? reader.readValue(depth: 1) }
+                guard (try? reader.skipValue(depth: 1)) != nil, reader.position < reader.count,
+                      base[reader.position] == UInt8(ascii: ",") else { return nil }
+                reader.position += 1
+            }
+        }
+    }
+
     /// A key's bytes, for duplicate checks without making Strings.
     private struct KeySpan {
         var start: Int
@@ -872,9 +896,15 @@ extension JSON {
                     let mask = escapeMask(UnsafeRawPointer(base + i).loadUnaligned(as: UInt64.self))
                     if mask == 0 { i &+= 8; continue }
                     i &+= mask.trailingZeroBitCount >> 3
+                } else {
+                    // The last 1-7 bytes (most keys): padded with 'A', which is never flagged.
+                    var word: UInt64 = 0x4141_4141_4141_4141
+                    withUnsafeMutableBytes(of: &word) { $0.baseAddress!.copyMemory(from: base + i, byteCount: n - i) }
+                    let mask = escapeMask(word)
+                    if mask == 0 { break }
+                    i &+= mask.trailingZeroBitCount >> 3
                 }
                 let b = base[i]
-                if b >= 0x20 && b != 0x22 && b != 0x5C { i &+= 1; continue }
                 if runStart < i { out.append(base + runStart, count: i - runStart) }
                 i &+= 1
                 runStart = i

@@ -171,7 +171,14 @@ public struct Record: Equatable, Sendable {
 
     // MARK: Annotations
 
-    public func annotation(_ key: String) -> JSON? { object["annotations"]?[key] }
+    public func annotation(_ key: String) -> JSON? {
+        guard let i = object.index(of: "annotations") else { return nil }
+        // Still bytes: parse the one annotation asked for, not all of them.
+        if case .raw(let raw) = object.members[i].storage {
+            return raw.withBytes { JSONReader.member(key, ofRawObject: $0) }
+        }
+        return object.members[i].value[key]
+    }
 
     public mutating func setAnnotation(_ key: String, _ value: JSON?) {
         var notes = object["annotations"]?.object ?? JSONObject()

@@ -370,39 +370,34 @@ struct RouteTable: Sendable {
 }
 
 /// Whitespace-separated fields of one line; `rest()` is the remainder (a JSON body may
-/// contain spaces).
+/// contain spaces). Works on bytes: the table is read at the start of every connection,
+/// and stepping through Characters cost more than the rest of route's start-up.
 struct Fields {
-    private let line: Substring
-    private var position: Substring.Index
+    private let bytes: [UInt8]
+    private var position = 0
 
-    init(_ line: String) { self.line = Substring(line); position = self.line.startIndex }
+    init(_ line: String) { bytes = Array(line.utf8) }
+
+    private static func isSpace(_ b: UInt8) -> Bool { b == 0x20 || b == 0x09 }
 
     private mutating func skipSpace() {
-        while position < line.endIndex, line[position] == " " || line[position] == "\t" {
-            position = line.index(after: position)
-        }
+        while position < bytes.count, Self.isSpace(bytes[position]) { position += 1 }
     }
 
     mutating func next() -> String? {
         skipSpace()
-        guard position < line.endIndex else { return nil }
+        guard position < bytes.count else { return nil }
         let start = position
-        while position < line.endIndex, line[position] != " " && line[position] != "\t" {
-            position = line.index(after: position)
-        }
-        return String(line[start..<position])
+        while position < bytes.count, !Self.isSpace(bytes[position]) { position += 1 }
+        return String(decoding: bytes[start..<position], as: UTF8.self)
     }
 
     mutating func rest() -> Substring {
         skipSpace()
-        var end = line.endIndex
-        while end > position {
-            let before = line.index(before: end)
-            guard line[before] == " " || line[before] == "\t" else { break }
-            end = before
-        }
-        let r = line[position..<end]
-        position = line.endIndex
+        var end = bytes.count
+        while end > position, Self.isSpace(bytes[end - 1]) { end -= 1 }
+        let r = Substring(String(decoding: bytes[position..<end], as: UTF8.self))
+        position = bytes.count
         return r
     }
 }

@@ -127,6 +127,20 @@ final class LazyRecordTests: XCTestCase {
         XCTAssertNil(try Record.parse(#"{"id":"1"}"#).header("a"))
     }
 
+    func testAnnotationLookupsWithoutParsingMatchParsedAnnotations() throws {
+        let r = try Record.parse(#"{"annotations":{"route":{"name":"s","params":{}},"x\"y":{"uid":"u"},"n":null}}"#)
+        var parsed = r
+        parsed["annotations"] = r["annotations"]   // now held parsed
+        for key in ["route", "x\"y", "n", "missing", ""] {
+            XCTAssertEqual(r.annotation(key), parsed.annotation(key), key)
+        }
+        XCTAssertEqual(r.annotation("x\"y")?["uid"], "u")
+        XCTAssertEqual(r.annotation("n"), .null)
+        XCTAssertEqual(r.annotation("route")?["name"], "s")
+        XCTAssertNil(try Record.parse(#"{"annotations":"x"}"#).annotation("route"))
+        XCTAssertNil(try Record.parse(#"{"annotations":{}}"#).annotation("route"))
+    }
+
     func testResponsesKeepTheRequestsFieldsAsTheyWere() throws {
         let request = try Record.parse(#"{"id":"9","method":"GET","version":"HTTP/1.1","keep_alive":true,"remote":"::1","annotations":{"auth":{"uid":"u"}}}"#)
         let response = request.response(status: 204)
