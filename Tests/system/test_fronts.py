@@ -101,9 +101,24 @@ class Front:
             # and a test connection to the service would start a pipeline the tests count.
             for port in (self.port, self.tls_port):
                 wait_for_port(port, timeout=TIMEOUT + 10)   # the first run generates a key
+            self.wait_for_tls(deadline=time.time() + TIMEOUT)
         except AssertionError:
             self.stop()
             raise AssertionError(f"{proxy} front did not listen: {self.log_path.read_text(errors='replace')}")
+
+    def wait_for_tls(self, deadline):
+        # A listening port is not yet a TLS endpoint: on a fresh machine the first
+        # handshake was seen reset once. Ready means one handshake completes.
+        context = ssl._create_unverified_context()
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.tls_port), timeout=2) as raw:
+                    with context.wrap_socket(raw, server_hostname="localhost"):
+                        return
+            except (OSError, ssl.SSLError):
+                if time.time() > deadline:
+                    raise AssertionError("the front's TLS port never completed a handshake")
+                time.sleep(0.1)
 
     def connection(self, tls=False):
         if tls:

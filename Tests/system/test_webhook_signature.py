@@ -180,10 +180,24 @@ def test_secrets_are_never_taken_from_the_command_line(tmp_path):
     assert SECRET not in proc.stderr.decode()
 
 
-def test_without_any_secret_the_filter_refuses_to_start(tmp_path):
+def test_without_any_secret_the_filter_says_why_and_answers_webhooks_503(tmp_path):
+    # In the service a filter that refused to start would take every route down with it.
+    import json
+    import subprocess
+    from conftest import binary, request
+    record = request(method="POST", path="/v1/webhooks/stripe", body="{}",
+                     annotations={"route": {"name": "stripe-webhook"}})
+    proc = subprocess.run([binary("apply-webhook"), "--kv", str(tmp_path / "kv")],
+                          input=(json.dumps(record) + "\n").encode(), capture_output=True, env={"PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 0
+    assert "EDGEPIPE_STRIPE_SECRETS" in proc.stderr.decode()
+    assert json.loads(proc.stdout)["status"] == 503
+
+
+def test_without_any_secret_batch_mode_refuses_to_start(tmp_path):
     import subprocess
     from conftest import binary
-    proc = subprocess.run([binary("apply-webhook"), "--kv", str(tmp_path / "kv")], input=b"", capture_output=True,
-                          env={"PATH": "/usr/bin:/bin"})
+    proc = subprocess.run([binary("apply-webhook"), "--batch", "--kv", str(tmp_path / "kv")], input=b"",
+                          capture_output=True, env={"PATH": "/usr/bin:/bin"})
     assert proc.returncode == 2
     assert "EDGEPIPE_STRIPE_SECRETS" in proc.stderr.decode()
