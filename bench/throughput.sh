@@ -9,6 +9,8 @@
 #   audit          the request records: a full parse and a pass-through (no audit annotation)
 #   kv, no match   authenticated records routed elsewhere: parse, pass through
 #   kv serve       authenticated records for the read route: one key read per record
+#   http-decode    the same N requests as HTTP bytes, pipelined (the ratio to jq is only
+#                  indicative: the input is HTTP, not JSON)
 #   verify-jwt     not here: see bench/verify-jwt.sh
 #
 # With BENCH_PROFILE=1 and valgrind installed, also the instructions per record of each
@@ -19,7 +21,18 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 n=${1:-1000000}
 cc -O2 -static -o "$work/ccat" "$top/bench/ccat.c"
+export EDGEPIPE_LINGER_MS=0   # http-decode: no wait for more input at the end
 for kind in request authed other; do python3 "$top/bench/records.py" "$kind" "$n" >"$work/$kind.ndjson"; done
+# For http-decode: the same requests as HTTP/1.1 bytes, pipelined on one connection.
+python3 - "$n" "$TOKEN" >"$work/requests.http" <<'PY'
+import sys
+n, token = int(sys.argv[1]), sys.argv[2]
+request = (f"GET /v1/subscription HTTP/1.1\r\nHost: localhost:8080\r\nUser-Agent: wrk\r\nAccept: */*\r\n"
+           f"Authorization: Bearer {token}\r\n\r\n").encode()
+out = sys.stdout.buffer
+for _ in range(n):
+    out.write(request)
+PY
 # A record of each kind must come out as expected before anything is timed.
 head -1 "$work/request.ndjson" | "$BIN/route" --table "$top/pipelines/routes" | grep -q '"route":{"name":"subscription"' ||
     { echo "throughput.sh: route did not route the records" >&2; exit 1; }
@@ -55,6 +68,7 @@ for f in request authed other; do
     measure "jq_$f.ndjson" '`jq -c .`' "$work/$f.ndjson" jq -c .
 done
 measure cat "C cat (the pipe's limit)" "$work/request.ndjson" "$work/ccat"
+measure decode '`http-decode` (pipelined HTTP requests in)' "$work/requests.http" "$BIN/http-decode"
 measure route '`route --table pipelines/routes`' "$work/request.ndjson" "$BIN/route" --table "$top/pipelines/routes"
 measure audit '`audit` (pass-through: no audit annotation)' "$work/request.ndjson" "$BIN/audit" --file "$work/audit.log"
 measure kvpass '`kv serve` (routed elsewhere: pass-through)' "$work/other.ndjson" "$BIN/kv" serve
