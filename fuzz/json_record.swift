@@ -9,7 +9,11 @@
 //   - each line becomes exactly one output line that is a JSON object: the line itself
 //     (untouched or a response), the filter's change, or a 400 bad_record with keep_alive
 //     false when the line was not a record;
-//   - a body set from bytes reads back as the same bytes (body or canonical body_base64).
+//   - a body set from bytes reads back as the same bytes (body or canonical body_base64);
+//   - the lazy record reader (Record.parse: members kept as raw bytes until read) agrees
+//     with the full reader: same acceptance, same members and values, equal objects, the
+//     same serialised bytes, and the raw-bytes header scan (header, headerValues) finds
+//     what a walk of the parsed list finds.
 @testable import Common
 
 private func roundTrip(_ value: JSON) {
@@ -33,11 +37,47 @@ private func touchNumbers(_ value: JSON, depth: Int = 0) {
     }
 }
 
+/// Record.header and headerValues as a walk of the fully parsed list.
+private func treeHeader(_ o: JSONObject, _ name: String) -> String? {
+    guard let list = o["headers"]?.array else { return nil }
+    for pair in list {
+        if let p = pair.array, p.count == 2, p[0].string == name { return p[1].string }
+    }
+    return nil
+}
+
+private func treeHeaderValues(_ o: JSONObject, _ name: String) -> [String] {
+    guard let list = o["headers"]?.array else { return [] }
+    var out: [String] = []
+    for pair in list {
+        if let p = pair.array, p.count == 2, let n = p[0].string, let v = p[1].string, n == name { out.append(v) }
+    }
+    return out
+}
+
+private func compareLazy(_ line: UnsafeBufferPointer<UInt8>) {
+    let full = try? JSONReader.parse(line)
+    let lazy = try? Record.parse(line)
+    require((lazy != nil) == (full?.object != nil), "Record.parse \(lazy != nil ? "accepts" : "refuses") what JSONReader \(full?.object != nil ? "accepts" : "refuses")")
+    guard let lazy, let tree = full?.object else { return }
+    require(lazy.object.keys == tree.keys, "keys differ")
+    for m in lazy.object.members { require(m.value == tree[m.key], "member \(m.key) reads differently") }
+    require(lazy.object == tree && tree == lazy.object, "lazy object != parsed object")
+    require(lazy.serialized() == tree.serialized(), "lazy record serialises differently")
+    if let again = try? Record.parse(line) { require(again == lazy, "two lazy reads differ") }
+    var names = ["host", "authorization", "", "x"]
+    for pair in tree["headers"]?.array ?? [] { if let n = pair.array?.first?.string { names.append(n) } }
+    for name in names.prefix(12) {
+        require(lazy.header(name) == treeHeader(tree, name), "header(\(name.debugDescription)) differs from the parsed list")
+        require(lazy.headerValues(name) == treeHeaderValues(tree, name), "headerValues(\(name.debugDescription)) differs")
+    }
+}
+
 /// A filter that uses the record API the way the tools do.
 private func filter(_ record: inout Record) throws {
     _ = record.id; _ = record.method; _ = record.query; _ = record.version; _ = record.remote; _ = record.status
     let headers = record.headers
-    for h in headers { require(record.header(h.name) != nil, "header(\(h.name)) not found") }
+    for h in headers { _ = record.header(h.name); _ = record.headerValues(h.name) }
     let body = record.body
     var copy = record
     copy.body = body
@@ -73,6 +113,7 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     // LineReader hands the loop lines without their newline.
     let loop = FilterLoop()
     for line in pieces(input, separator: 0x0A) {
+        compareLazy(line)
         var out: [UInt8] = []
         loop.process(line, filter, into: &out)
         require(!out.contains(0x0A), "one line in, more than one line out")
