@@ -97,7 +97,7 @@ public struct Record: Equatable, Sendable {
         if rawHeaders(name, { found = $0; return false }) { return found }
         guard let list = object["headers"]?.array else { return nil }
         for pair in list {
-            if let p = pair.array, p.count == 2, p[0].string == name { return p[1].string }
+            if let p = pair.array, p.count == 2, p[0].string == name, let value = p[1].string { return value }
         }
         return nil
     }
