@@ -4,7 +4,9 @@ import Glibc
 import Musl
 #endif
 
-/// The loop every filter runs: one line in, exactly one line out, in order, flushed.
+/// The loop every filter runs: one line in, exactly one line out, in order, flushed
+/// before the loop waits for more input (so an answer never waits on a request that has
+/// not arrived; lines that arrived together share one write).
 ///
 /// A new filter is a function from record to record:
 ///

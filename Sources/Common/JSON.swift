@@ -281,7 +281,6 @@ public struct JSONReader {
     private let count: Int
     private let maxDepth: Int
     private var position = 0
-    private var scratch: [UInt8] = []
     private var keys: [KeySpan] = []
 
     private init(base: UnsafePointer<UInt8>, count: Int, maxDepth: Int) {
@@ -429,7 +428,7 @@ public struct JSONReader {
             position += 1
             skipWhitespace()
             let valueStart = position
-            if try skipValue(depth: 1) {
+            if try skipValue(depth: 1), position <= Int(Int32.max) {
                 members.append(JSONObject.Member(key, raw: JSONRaw(source, valueStart, position)))
             } else {
                 // Rare (whitespace or unusual escapes inside): parse it now, so that raw
@@ -713,58 +712,68 @@ public struct JSONReader {
         if !scan.escaped {
             return String(decoding: UnsafeBufferPointer(start: base + scan.start, count: scan.end - scan.start), as: UTF8.self)
         }
-        scratch.removeAll(keepingCapacity: true)
-        var i = scan.start
-        while i < scan.end {
-            let b = base[i]
-            if b != UInt8(ascii: "\\") { scratch.append(b); i += 1; continue }
-            let e = base[i + 1]
-            i += 2
-            switch e {
-            case UInt8(ascii: "b"): scratch.append(0x08)
-            case UInt8(ascii: "f"): scratch.append(0x0C)
-            case UInt8(ascii: "n"): scratch.append(0x0A)
-            case UInt8(ascii: "r"): scratch.append(0x0D)
-            case UInt8(ascii: "t"): scratch.append(0x09)
-            case UInt8(ascii: "u"):
-                var scalar = hex4(at: i)
-                i += 4
-                if scalar >= 0xD800 && scalar < 0xDC00 {
-                    let low = hex4(at: i + 2)
-                    i += 6
-                    scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
+        // Decoded straight into the String's storage: never longer than the escaped text.
+        let base = self.base
+        return String(unsafeUninitializedCapacity: scan.end - scan.start) { out in
+            var o = 0
+            var i = scan.start
+            while i < scan.end {
+                // The run up to the next backslash, copied whole.
+                let run = memchr(base + i, 0x5C, scan.end - i).map { UnsafePointer($0.assumingMemoryBound(to: UInt8.self)) - base } ?? scan.end
+                if run > i {
+                    (out.baseAddress! + o).update(from: base + i, count: run - i)
+                    o += run - i
+                    i = run
                 }
-                appendUTF8(scalar, to: &scratch)
-            default: scratch.append(e)   // '"', '\\', '/'
+                guard i < scan.end else { break }
+                let e = base[i + 1]
+                i += 2
+                switch e {
+                case UInt8(ascii: "b"): out[o] = 0x08; o += 1
+                case UInt8(ascii: "f"): out[o] = 0x0C; o += 1
+                case UInt8(ascii: "n"): out[o] = 0x0A; o += 1
+                case UInt8(ascii: "r"): out[o] = 0x0D; o += 1
+                case UInt8(ascii: "t"): out[o] = 0x09; o += 1
+                case UInt8(ascii: "u"):
+                    var scalar = Self.hex4(base + i)
+                    i += 4
+                    if scalar >= 0xD800 && scalar < 0xDC00 {
+                        let low = Self.hex4(base + i + 2)
+                        i += 6
+                        scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
+                    }
+                    o += Self.encodeUTF8(scalar, into: out.baseAddress! + o)
+                default: out[o] = e; o += 1   // '"', '\\', '/'
+                }
             }
+            return o
         }
-        return scratch.withUnsafeBufferPointer { String(decoding: $0, as: UTF8.self) }
     }
 
-    private func hex4(at i: Int) -> UInt32 {
+    private static func hex4(_ p: UnsafePointer<UInt8>) -> UInt32 {
         var v: UInt32 = 0
-        for k in i..<i + 4 { v = v << 4 | (Self.hexValue(base[k]) ?? 0) }
+        for k in 0..<4 { v = v << 4 | (hexValue(p[k]) ?? 0) }
         return v
     }
-}
 
-@inline(__always)
-func appendUTF8(_ scalar: UInt32, to out: inout [UInt8]) {
-    switch scalar {
-    case 0..<0x80:
-        out.append(UInt8(scalar))
-    case 0x80..<0x800:
-        out.append(UInt8(0xC0 | (scalar >> 6)))
-        out.append(UInt8(0x80 | (scalar & 0x3F)))
-    case 0x800..<0x10000:
-        out.append(UInt8(0xE0 | (scalar >> 12)))
-        out.append(UInt8(0x80 | ((scalar >> 6) & 0x3F)))
-        out.append(UInt8(0x80 | (scalar & 0x3F)))
-    default:
-        out.append(UInt8(0xF0 | (scalar >> 18)))
-        out.append(UInt8(0x80 | ((scalar >> 12) & 0x3F)))
-        out.append(UInt8(0x80 | ((scalar >> 6) & 0x3F)))
-        out.append(UInt8(0x80 | (scalar & 0x3F)))
+    /// Writes a scalar's UTF-8 bytes; returns how many.
+    private static func encodeUTF8(_ scalar: UInt32, into p: UnsafeMutablePointer<UInt8>) -> Int {
+        switch scalar {
+        case 0..<0x80:
+            p[0] = UInt8(scalar)
+            return 1
+        case 0x80..<0x800:
+            p[0] = UInt8(0xC0 | (scalar >> 6)); p[1] = UInt8(0x80 | (scalar & 0x3F))
+            return 2
+        case 0x800..<0x10000:
+            p[0] = UInt8(0xE0 | (scalar >> 12)); p[1] = UInt8(0x80 | ((scalar >> 6) & 0x3F))
+            p[2] = UInt8(0x80 | (scalar & 0x3F))
+            return 3
+        default:
+            p[0] = UInt8(0xF0 | (scalar >> 18)); p[1] = UInt8(0x80 | ((scalar >> 12) & 0x3F))
+            p[2] = UInt8(0x80 | ((scalar >> 6) & 0x3F)); p[3] = UInt8(0x80 | (scalar & 0x3F))
+            return 4
+        }
     }
 }
 

@@ -98,6 +98,18 @@ final class LazyRecordTests: XCTestCase {
         }
     }
 
+    func testDecodesStringsThatAreMostlyOrOnlyEscapes() throws {
+        let cases: [(String, String)] = [
+            (#"\n"#, "\n"), (#"\\\\"#, "\\\\"), (#"\"\"\""#, "\"\"\""), (#"\u0000"#, "\u{0}"),
+            (#"\ud83d\ude00\ud83d\ude00"#, "😀😀"), (#"a\/b\bc\fd"#, "a/b\u{8}c\u{c}d"),
+            (#"\u00e9\u20ac\uFFFD"#, "é€\u{FFFD}"), (#"x\\"#, "x\\"), (#"\\x"#, "\\x"),
+        ]
+        for (escaped, decoded) in cases {
+            XCTAssertEqual(try JSONReader.parse("\"\(escaped)\""), .string(decoded), escaped)
+            XCTAssertEqual(try Record.parse("{\"s\":\"\(escaped)\"}")["s"], .string(decoded), escaped)
+        }
+    }
+
     func testWriterEscapesEachSpecialByteAtEveryOffset() throws {
         for offset in 0..<20 {
             let pad = String(repeating: "y", count: offset)
