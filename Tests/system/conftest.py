@@ -71,6 +71,18 @@ def wait_for_port(port, timeout=10.0):
     raise AssertionError(f"nothing listening on port {port}")
 
 
+def stop_group(proc, timeout=5):
+    """Stops a process started with start_new_session=True and everything it started:
+    SIGTERM to its process group, SIGKILL after `timeout` seconds."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
 class Service:
     """pipelines/serve on a free loopback port with its own data directory."""
 
@@ -90,13 +102,7 @@ class Service:
         self.url = f"http://127.0.0.1:{self.port}"
 
     def stop(self):
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        stop_group(self.proc)
         self.log.close()
 
 

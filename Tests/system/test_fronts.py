@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from conftest import BIN, PIPELINES, binary, free_port, wait_for_port
+from conftest import BIN, PIPELINES, binary, free_port, wait_for_port, stop_group
 
 TIMEOUT = float(os.environ.get("EDGEPIPE_TEST_TIMEOUT", "10"))
 PROXIES = [pytest.param("nginx", id="nginx"), pytest.param("haproxy", id="haproxy")]
@@ -135,13 +135,7 @@ class Front:
         return text
 
     def stop(self):
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        stop_group(self.proc)
         self.log.close()
 
 

@@ -10,14 +10,13 @@ import os
 import re
 import shlex
 import shutil
-import signal
 import socket
 import subprocess
 import time
 
 import pytest
 
-from conftest import BIN, PIPELINES, ROOT, Service, binary, free_port, wait_for_port
+from conftest import BIN, PIPELINES, ROOT, Service, binary, free_port, wait_for_port, stop_group
 
 # Seconds: how long one HTTP exchange may take, and how long a connection beyond the
 # limit is watched to show that it is kept waiting.
@@ -83,13 +82,7 @@ class Launcher:
             raise AssertionError(f"{argv[0]} did not listen: {self.log_path.read_text(errors='replace')}")
 
     def stop(self):
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        stop_group(self.proc)
         self.log.close()
 
 

@@ -5,14 +5,13 @@ audit trail, and 50 racing confirmations for one subdomain."""
 import json
 import os
 import re
-import signal
 import subprocess
 import threading
 from pathlib import Path
 
 import pytest
 
-from conftest import BIN, PIPELINES, binary, body_json, free_port, request, run_filter, wait_for_port
+from conftest import BIN, PIPELINES, binary, body_json, free_port, request, run_filter, wait_for_port, stop_group
 
 TOKEN_LINK = re.compile(r"\?token=([A-Za-z0-9_-]+)")
 
@@ -116,13 +115,7 @@ class ReserveService:
         return [json.loads(l) for l in log.read_text().splitlines()] if log.exists() else []
 
     def stop(self):
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        stop_group(self.proc)
         self.log.close()
 
 

@@ -11,7 +11,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import struct
 import subprocess
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import stop_group
 from test_reserve import ReserveService
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
@@ -181,13 +181,7 @@ class Browser:
     def quit(self):
         if getattr(self, "ws", None):
             self.ws.close()
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        stop_group(self.proc)
 
 
 @pytest.fixture
