@@ -17,7 +17,8 @@ import Musl
 /// Responses pass through untouched (byte for byte) unless `seesResponses` is set;
 /// malformed lines become 400 responses; a thrown `FilterError` becomes its JSON
 /// error response; any other error becomes a 500. Nothing kills the loop but the end
-/// of input (exit 0) or a closed output (exit 1).
+/// of input (exit 0) or a closed output (exit 1), which is noticed while waiting for
+/// input, so the death of a later stage ends the whole pipeline at once.
 public struct FilterLoop {
     public var seesResponses = false
     public var input: Int32 = 0
@@ -35,6 +36,7 @@ public struct FilterLoop {
     public func run(_ handle: (inout Record) throws -> Void) -> Never {
         signal(SIGPIPE, SIG_IGN)
         var reader = LineReader(fd: input)
+        reader.watchedOutput = output
         var out = JSONOutput(capacity: Self.flushBytes + 4096)
         var closed = false
         reader.forEachLineWithLookahead { event, more in
@@ -55,7 +57,7 @@ public struct FilterLoop {
                 out.removeAll()
             }
         }
-        exit(closed ? 1 : 0)
+        exit(closed || reader.outputGone ? 1 : 0)
     }
 
     /// Turns one input line into one output line (without the newline).

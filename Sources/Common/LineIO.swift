@@ -20,6 +20,14 @@ public struct LineReader {
     private var end = 0
     private var eof = false
 
+    /// A descriptor whose breakage ends the reading, as if at end of input: a filter's
+    /// standard output. When the next stage has exited, waiting for more input only keeps
+    /// this stage, the ones before it and the client's connection alive for nothing (an
+    /// idle keep-alive client would wait for a timeout instead of seeing the close).
+    public var watchedOutput: Int32? = nil
+    /// Set when reading stopped because `watchedOutput` broke.
+    public private(set) var outputGone = false
+
     /// 16 MiB: above the HTTP decoder's default body limit, base64 included.
     public static let defaultMaxLine = 16 << 20
 
@@ -86,11 +94,34 @@ public struct LineReader {
                 buffer.deallocate()
                 buffer = bigger
             }
+            if let watched = watchedOutput, Self.waitForInput(fd, watching: watched) == .outputGone {
+                outputGone = true
+                return
+            }
             let n = read(fd, buffer.baseAddress! + end, buffer.count - end)
             if n > 0 { end += n }
             else if n == 0 { eof = true }
             else if errno == EINTR { continue }
             else { eof = true }
+        }
+    }
+
+    private enum Wait { case readable, outputGone }
+
+    /// Blocks until `input` is readable or `output` reports an error or hang-up (a pipe
+    /// whose reader has exited reports POLLERR; a socket closed both ways, POLLHUP).
+    private static func waitForInput(_ input: Int32, watching output: Int32) -> Wait {
+        var fds = (pollfd(fd: input, events: Int16(POLLIN), revents: 0),
+                   pollfd(fd: output, events: 0, revents: 0))
+        while true {
+            let rc = withUnsafeMutableBytes(of: &fds) {
+                poll($0.baseAddress!.assumingMemoryBound(to: pollfd.self), 2, -1)
+            }
+            if rc < 0 && errno == EINTR { continue }
+            if rc < 0 { return .readable }   // let read() report the problem
+            if fds.0.revents != 0 { return .readable }
+            if fds.1.revents & Int16(POLLERR | POLLHUP | POLLNVAL) != 0 { return .outputGone }
+            return .readable
         }
     }
 

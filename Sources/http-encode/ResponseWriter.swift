@@ -211,6 +211,7 @@ public struct HTTPEncoder {
     public func run() -> Never {
         signal(SIGPIPE, SIG_IGN)
         var reader = LineReader(fd: input)
+        reader.watchedOutput = output
         var writer = ResponseWriter()
         var out: [UInt8] = []
         out.reserveCapacity(1 << 16)
@@ -227,6 +228,7 @@ public struct HTTPEncoder {
             if !FileOutput.writeAll(output, out) { exit(1) }
             if close { finish() }
         }
+        if reader.outputGone { exit(1) }
         finish()
     }
 

@@ -217,8 +217,8 @@ def test_kill_9_of_a_filter_mid_request_fails_only_that_connection(killable, vic
 
         # The service keeps serving: the connection that was mid-request, and new ones.
         assert served(other, HEALTHZ[20:]) == 200
-        # That connection fails: closed without a response (at the latest when
-        # http-decode's idle timeout ends a pipeline whose last stage is gone).
+        # That connection fails: closed without a response (every stage exits once one
+        # has died; the idle timeout only bounds the test if that ever fails).
         assert receives_no_response(conn, IDLE_MS / 1000 + 3)
         assert read_subscription(svc, "bystander")[0] == 200
         # Nothing of the dead pipeline stays behind once its client is gone.
@@ -238,6 +238,30 @@ def test_kill_9_of_a_filter_mid_request_fails_only_that_connection(killable, vic
     finally:
         other.close()
         conn.close()
+
+
+def test_kill_9_of_the_last_stage_closes_an_idle_keep_alive_connection_at_once(tmp_path):
+    # Every stage before http-encode notices that its output is gone while it waits for
+    # input, so the whole pipeline exits and the client sees the close now, not after
+    # the idle timeout (a minute here).
+    svc = Service(tmp_path, env={"EDGEPIPE_IDLE_TIMEOUT_MS": "60000"})
+    conn = socket.create_connection(("127.0.0.1", svc.port), timeout=TIMEOUT)
+    try:
+        assert served(conn, HEALTHZ) == 200
+        port = conn.getsockname()[1]
+        procs = pipeline_processes(svc, port)
+        os.kill(procs["http-encode"], signal.SIGKILL)
+        started = time.time()
+        assert receives_no_response(conn, 10)
+        assert time.time() - started < 5
+        deadline = time.time() + 5
+        while pipeline_processes(svc, port):
+            assert time.time() < deadline, "the pipeline outlived its last stage"
+            time.sleep(0.05)
+        assert read_subscription(svc, "after-the-kill")[0] == 200
+    finally:
+        conn.close()
+        svc.stop()
 
 
 # ----------------------------------------------------------------------------- the key endpoint

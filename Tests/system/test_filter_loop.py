@@ -2,8 +2,11 @@
 `route`: each answer is written before the filter waits for more input, lines that
 arrive together may share a write, and nothing is lost, reordered or merged either way."""
 import json
+import os
 import select
 import subprocess
+
+import pytest
 
 from conftest import PIPELINES, binary, request, run_filter
 
@@ -59,3 +62,24 @@ def test_untouched_fields_of_a_changed_record_pass_through_as_sent():
     # route adds its annotation at the end; every field before it is the bytes that came in
     assert out.startswith(line[:-1] + ',"annotations":{"route":')
     assert json.loads(out)["annotations"]["route"]["name"] == "subscription"
+
+
+@pytest.mark.parametrize("name,args", [("route", ["--table", str(PIPELINES / "routes")]),
+                                       ("audit", []), ("http-encode", [])])
+def test_a_filter_waiting_for_input_exits_as_soon_as_the_next_stage_is_gone(tmp_path, name, args):
+    # Without this, a pipeline whose last stage died would hold an idle keep-alive client
+    # until http-decode's idle timeout: every stage before it waits for input forever.
+    env = dict(os.environ, EDGEPIPE_AUDIT_FILE=str(tmp_path / "audit.log"))
+    proc = subprocess.Popen([binary(name), *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=env)
+    try:
+        line = request(id="1", path="/healthz") if name != "http-encode" else \
+            {"id": "1", "status": 200, "headers": [], "body": "ok", "keep_alive": True}
+        proc.stdin.write((json.dumps(line) + "\n").encode())
+        proc.stdin.flush()
+        assert proc.stdout.readline()          # answered: now it waits for its next line
+        proc.stdout.close()                    # the next stage exits
+        assert proc.wait(timeout=5) == 1       # stdin is still open: it did not wait for it
+    finally:
+        proc.kill()
+        proc.stdin.close()
