@@ -189,6 +189,41 @@ public struct RequestParser {
         return .line(range)
     }
 
+    private enum FieldLine {
+        case field(Range<Int>)
+        case end                  // the empty line that ends the section
+        case needMore
+        case failure(HTTPFailure)
+    }
+
+    /// The next line of a field section (the head's or the trailers'), counted against the
+    /// head's byte and field limits, which both sections share.
+    private mutating func nextField(_ p: UnsafeBufferPointer<UInt8>) -> FieldLine {
+        switch nextLine(p) {
+        case .bad(let f): return .failure(f)
+        case .incomplete(let n):
+            return headerBytes + n > limits.maxHeaderBytes ? .failure(Self.headersTooLarge) : .needMore
+        case .line(let r):
+            headerBytes += r.count + 2
+            if headerBytes > limits.maxHeaderBytes { return .failure(Self.headersTooLarge) }
+            if r.isEmpty { return .end }
+            headerCount += 1
+            if headerCount > limits.maxHeaderCount { return .failure(Self.headersTooLarge) }
+            return .field(r)
+        }
+    }
+
+    /// Moves up to `remaining` body bytes from the buffer into the body; returns how many
+    /// are still to come.
+    private mutating func takeBody(_ p: UnsafeBufferPointer<UInt8>, _ remaining: Int) -> Int {
+        let take = min(remaining, p.count - pos)
+        if take > 0 {
+            body.append(contentsOf: UnsafeBufferPointer(rebasing: p[pos..<(pos + take)]))
+            pos += take
+        }
+        return remaining - take
+    }
+
     private mutating func step(_ p: UnsafeBufferPointer<UInt8>) -> Event {
         while true {
             switch state {
@@ -211,20 +246,12 @@ public struct RequestParser {
                 }
 
             case .headers:
-                switch nextLine(p) {
-                case .bad(let f): return .failure(f)
-                case .incomplete(let n):
-                    if headerBytes + n > limits.maxHeaderBytes { return .failure(Self.headersTooLarge) }
-                    return .needMore
-                case .line(let r):
-                    headerBytes += r.count + 2
-                    if headerBytes > limits.maxHeaderBytes { return .failure(Self.headersTooLarge) }
-                    if r.isEmpty {
-                        if let event = finishHead(p) { return event }
-                        continue
-                    }
-                    headerCount += 1
-                    if headerCount > limits.maxHeaderCount { return .failure(Self.headersTooLarge) }
+                switch nextField(p) {
+                case .failure(let f): return .failure(f)
+                case .needMore: return .needMore
+                case .end:
+                    if let event = finishHead(p) { return event }
+                case .field(let r):
                     switch Self.parseField(UnsafeBufferPointer(rebasing: p[r])) {
                     case .failure(let f): return .failure(f)
                     case .success(let h): headers.append(h)
@@ -232,13 +259,9 @@ public struct RequestParser {
                 }
 
             case .body(let remaining):
-                let take = min(remaining, p.count - pos)
-                if take > 0 {
-                    body.append(contentsOf: UnsafeBufferPointer(rebasing: p[pos..<(pos + take)]))
-                    pos += take
-                }
-                if take < remaining {
-                    state = .body(remaining: remaining - take)
+                let left = takeBody(p, remaining)
+                if left > 0 {
+                    state = .body(remaining: left)
                     return .needMore
                 }
                 return complete(p)
@@ -263,13 +286,9 @@ public struct RequestParser {
                 }
 
             case .chunkData(let remaining):
-                let take = min(remaining, p.count - pos)
-                if take > 0 {
-                    body.append(contentsOf: UnsafeBufferPointer(rebasing: p[pos..<(pos + take)]))
-                    pos += take
-                }
-                if take < remaining {
-                    state = .chunkData(remaining: remaining - take)
+                let left = takeBody(p, remaining)
+                if left > 0 {
+                    state = .chunkData(remaining: left)
                     return .needMore
                 }
                 state = .chunkDataEnd
@@ -283,17 +302,11 @@ public struct RequestParser {
                 state = .chunkSize
 
             case .trailers:
-                switch nextLine(p) {
-                case .bad(let f): return .failure(f)
-                case .incomplete(let n):
-                    if headerBytes + n > limits.maxHeaderBytes { return .failure(Self.headersTooLarge) }
-                    return .needMore
-                case .line(let r):
-                    headerBytes += r.count + 2
-                    if headerBytes > limits.maxHeaderBytes { return .failure(Self.headersTooLarge) }
-                    if r.isEmpty { return complete(p) }
-                    headerCount += 1
-                    if headerCount > limits.maxHeaderCount { return .failure(Self.headersTooLarge) }
+                switch nextField(p) {
+                case .failure(let f): return .failure(f)
+                case .needMore: return .needMore
+                case .end: return complete(p)
+                case .field(let r):
                     // Trailer fields are checked like header fields and then dropped: merging
                     // them into the headers would let a body-end field override a checked one.
                     if case .failure(let f) = Self.parseField(UnsafeBufferPointer(rebasing: p[r])) { return .failure(f) }
