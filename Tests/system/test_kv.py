@@ -20,8 +20,9 @@ OK, NOT_FOUND, USAGE, EXISTS, MISMATCH, UNAVAILABLE = 0, 1, 2, 3, 4, 5
 
 
 def kv(store, *args, input=None, env=None, timeout=30):
-    full_env = dict(os.environ)
-    full_env.pop("EDGEPIPE_KV", None)
+    """`kv --store STORE ARGS...` (a directory or a redis:// URL), with no store settings
+    inherited from the environment the tests run in."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("EDGEPIPE_REDIS_") and k != "EDGEPIPE_KV"}
     if env:
         full_env.update(env)
     if isinstance(input, str):

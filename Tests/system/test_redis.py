@@ -19,9 +19,9 @@ import time
 import pytest
 
 from conftest import binary, free_port, request, run_filter, wait_for_port
+from test_kv import EXISTS, MISMATCH, NOT_FOUND, OK, UNAVAILABLE, USAGE, err, increment, kv, out
 from test_webhook_support import MONTH, T0, checkout, dumps, sign, signed_record, subscription, webhook_env
 
-OK, NOT_FOUND, USAGE, EXISTS, MISMATCH, UNAVAILABLE = 0, 1, 2, 3, 4, 5
 
 
 class RedisServer:
@@ -83,24 +83,6 @@ def redis(tmp_path):
     server = RedisServer(tmp_path)
     yield server
     server.kill()
-
-
-def kv(store, *args, input=None, env=None, timeout=30):
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("EDGEPIPE_REDIS_") and k != "EDGEPIPE_KV"}
-    if env:
-        full_env.update(env)
-    if isinstance(input, str):
-        input = input.encode()
-    return subprocess.run([binary("kv"), "--store", str(store), *args], input=input,
-                          capture_output=True, timeout=timeout, env=full_env)
-
-
-def out(proc):
-    return proc.stdout.decode()
-
-
-def err(proc):
-    return proc.stderr.decode()
 
 
 # --- the command line, as with a directory ----------------------------------------------
@@ -208,24 +190,6 @@ def test_fifty_concurrent_creates_have_exactly_one_winner(redis):
     assert codes.count(OK) == 1, codes
     assert codes.count(EXISTS) == 49, codes
     assert json.loads(out(kv(redis.url, "get", "reservation"))) == {"by": codes.index(OK)}
-
-
-def increment(url, key, times, counts):
-    done = 0
-    while done < times:
-        p = kv(url, "get", key, "--entry")
-        if p.returncode == NOT_FOUND:
-            version, value = 0, 0
-        else:
-            assert p.returncode == OK, err(p)
-            entry = json.loads(out(p))
-            version, value = entry["version"], entry["value"]
-        c = kv(url, "cas", key, str(value + 1), "--version", str(version))
-        if c.returncode == OK:
-            done += 1
-        else:
-            assert c.returncode == MISMATCH, err(c)
-            counts["conflicts"] += 1
 
 
 def test_twenty_processes_incrementing_by_cas_lose_no_update(redis):
