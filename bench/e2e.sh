@@ -17,44 +17,7 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 what=${1:-all}
-DURATION=${BENCH_DURATION:-5}
 PATH=$PATH:/usr/sbin:/sbin
-groups=()
-cleanup() {
-    for g in "${groups[@]}"; do kill -TERM -- "-$g" 2>/dev/null || true; done
-    sleep 0.3
-    for g in "${groups[@]}"; do kill -KILL -- "-$g" 2>/dev/null || true; done
-    rm -rf "$work"
-}
-trap cleanup EXIT
-start() { setsid "$@" >>"$work/services.log" 2>&1 & groups+=($!); }
-stop_last() {
-    local g=${groups[-1]}
-    kill -TERM -- "-$g" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 -- "-$g" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL -- "-$g" 2>/dev/null || true
-    unset 'groups[-1]'
-}
-ms() {   # wrk's "412.00us" / "1.23ms" / "1.01s" -> milliseconds
-    case "$1" in
-        *us) awk -v v="${1%us}" 'BEGIN{printf "%.3f", v/1000}' ;;
-        *ms) awk -v v="${1%ms}" 'BEGIN{printf "%.3f", v}' ;;
-        *s) awk -v v="${1%s}" 'BEGIN{printf "%.3f", v*1000}' ;;
-        *) echo "?" ;;
-    esac
-}
-run_wrk() {   # label url mode conns
-    local label=$1 url=$2 mode=$3 conns=$4 threads=1 extra=() out
-    [ "$conns" -gt 1 ] && threads=2
-    [ "$mode" = close ] && extra=(-H 'Connection: close')
-    out=$(wrk -t"$threads" -c"$conns" -d"${DURATION}s" --latency "${extra[@]}" "$url" 2>&1)
-    local rps p50 p99 errors
-    rps=$(echo "$out" | sed -n 's/^Requests\/sec: *\([0-9.]*\).*/\1/p')
-    p50=$(echo "$out" | awk '$1=="50%"{print $2}')
-    p99=$(echo "$out" | awk '$1=="99%"{print $2}')
-    errors=$(echo "$out" | sed -n 's/.*Socket errors: \(.*\)/\1/p')
-    printf '| %s | %s | %s | %.0f | %s | %s | %s |\n' "$label" "$mode" "$conns" "${rps:-0}" "$(ms "$p50")" "$(ms "$p99")" "$errors"
-}
 bench_target() {   # label url expected-status
     local got
     got=$(curl -s -o /dev/null -w '%{http_code}' "$2")

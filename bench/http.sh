@@ -36,14 +36,7 @@ done
 [ -x "$BIN/http-decode" ] || { echo "http.sh: no binaries in $BIN" >&2; exit 1; }
 
 work=$(mktemp -d /tmp/edgepipe-bench.XXXXXX)
-groups=()
-cleanup() {
-    for g in "${groups[@]}"; do kill -TERM -- "-$g" 2>/dev/null || true; done
-    sleep 0.3
-    for g in "${groups[@]}"; do kill -KILL -- "-$g" 2>/dev/null || true; done
-    rm -rf "$work"
-}
-trap cleanup EXIT
+. "$here/services.sh"   # start, stop_last; the exit trap removes $work
 mkdir -p "$(dirname "$OUT")"
 report=$work/report.md
 
@@ -51,15 +44,6 @@ port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); 
 wait_port() {
     for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done
     echo "http.sh: nothing listens on $1" >&2; return 1
-}
-# Starts a command in its own session (its process group is stopped with `stop_last`).
-start() { setsid "$@" >>"$work/services.log" 2>&1 & groups+=($!); }
-stop_last() {
-    local g=${groups[-1]}
-    kill -TERM -- "-$g" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 -- "-$g" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL -- "-$g" 2>/dev/null || true
-    unset 'groups[-1]'
 }
 
 # The data directory: dev keys, a token, and bench-user's subscription in the KV store.

@@ -3,12 +3,13 @@
 # Sets top, BIN (release binaries: $EDGEPIPE_BIN, default .build/release), work (a temporary
 # directory removed on exit) and a data directory ($work/data) laid out as pipelines/serve
 # lays it out, with a dev key pair, 100 users' subscriptions (user0..user99, bench-user)
-# in the KV store and TOKEN, a valid RS256 token for bench-user.
+# in the KV store and TOKEN, a valid RS256 token for bench-user. Helpers: free_port,
+# wait_port, start/stop_last (services in their own process group), run_wrk (one table row).
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BIN=${EDGEPIPE_BIN:-$top/.build/release}
 [ -x "$BIN/route" ] || { echo "bench: no binaries in $BIN (swift build -c release -Xswiftc -static-executable)" >&2; exit 1; }
 work=$(mktemp -d "${TMPDIR:-/tmp}/edgepipe-bench.XXXXXX")
-trap 'rm -rf "$work"' EXIT
+. "$top/bench/services.sh"   # start, stop_last; the exit trap removes $work
 
 export EDGEPIPE_BIN=$BIN EDGEPIPE_DATA=$work/data
 mkdir -p "$EDGEPIPE_DATA"
@@ -45,4 +46,30 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 wait_port() {
     for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done
     echo "bench: nothing listens on $1" >&2; return 1
+}
+
+ms() {   # wrk's "412.00us" / "1.23ms" / "1.01s" -> milliseconds
+    case "$1" in
+        *us) awk -v v="${1%us}" 'BEGIN{printf "%.3f", v/1000}' ;;
+        *ms) awk -v v="${1%ms}" 'BEGIN{printf "%.3f", v}' ;;
+        *s) awk -v v="${1%s}" 'BEGIN{printf "%.3f", v*1000}' ;;
+        *) echo "?" ;;
+    esac
+}
+# run_wrk LABEL URL MODE CONNS: one Markdown row | label | mode | conns | req/s | p50 ms | p99 ms
+# | socket errors |. `wrk -t1` for 1 connection, `-t2` for more, BENCH_DURATION s (default 5),
+# --latency; MODE close adds Connection: close; WRK_HEADERS (-H ... pairs) go on every request.
+DURATION=${BENCH_DURATION:-5}
+WRK_HEADERS=()
+run_wrk() {
+    local label=$1 url=$2 mode=$3 conns=$4 threads=1 extra=() out
+    [ "$conns" -gt 1 ] && threads=2
+    [ "$mode" = close ] && extra=(-H 'Connection: close')
+    out=$(wrk -t"$threads" -c"$conns" -d"${DURATION}s" --latency "${WRK_HEADERS[@]}" "${extra[@]}" "$url" 2>&1)
+    local rps p50 p99 errors
+    rps=$(echo "$out" | sed -n 's/^Requests\/sec: *\([0-9.]*\).*/\1/p')
+    p50=$(echo "$out" | awk '$1=="50%"{print $2}')
+    p99=$(echo "$out" | awk '$1=="99%"{print $2}')
+    errors=$(echo "$out" | sed -n 's/.*Socket errors: \(.*\)/\1/p')
+    printf '| %s | %s | %s | %.0f | %s | %s | %s |\n' "$label" "$mode" "$conns" "${rps:-0}" "$(ms "$p50")" "$(ms "$p99")" "$errors"
 }
