@@ -15,10 +15,23 @@ import Common
 ///     (or "body_base64"; headers may also be [[name, value], ...] as in records), or
 ///   - a raw event: {"id": "evt_...", "object": "event", ...}, accepted only with
 ///     --no-verify-signatures (a trusted export: nothing to verify it with).
+///
+/// Grouped durability (`--group N`): the events of a group are applied one after the other
+/// as always (each sees the writes of those before it), but their writes are staged and
+/// made durable together at the end of the group (KVWriteGroup); only then are the group's
+/// items counted and reported. A store failure drops the whole group, a crash leaves each
+/// key old or new: either way a re-run converges, as after a crash in per-event mode.
 struct Batch {
     var processor: WebhookProcessor
     var verify: Bool
     var showProgress: Bool
+    /// Items per group of durable writes; 1 writes each event durably on its own.
+    var groupSize = 1
+    static let defaultGroupSize = 64
+
+    /// Items processed whose writes are not durable yet, with what to log about them.
+    private var held: [(outcome: Outcome, note: String?)] = []
+    private var groupStart = ""
 
     var counts: [Outcome.Kind: Int] = [:]
     var total = 0
@@ -27,8 +40,9 @@ struct Batch {
     var drained = 0
     private var lastProgress = 0
 
-    init(processor: WebhookProcessor, verify: Bool, showProgress: Bool) {
+    init(processor: WebhookProcessor, verify: Bool, showProgress: Bool, groupSize: Int = 1) {
         self.processor = processor; self.verify = verify; self.showProgress = showProgress
+        self.groupSize = max(1, groupSize)
     }
 
     enum Stop: Error { case storeFailed(String) }
@@ -42,9 +56,10 @@ struct Batch {
             } else {
                 for path in paths { try input(path) }
             }
+            try flush()
         } catch Stop.storeFailed(let why) {
             finishProgress()
-            Log.error("stopped: \(why); nothing after this event was applied, re-run the batch to resume")
+            Log.error("stopped: \(why); re-run the batch to resume")
             summary()
             return 3
         } catch {
@@ -58,16 +73,17 @@ struct Batch {
     private mutating func input(_ path: String) throws {
         var st = stat()
         guard stat(path, &st) == 0 else {
-            count(invalidItem("\(path): cannot open: \(String(cString: strerror(errno)))"))
+            try report(invalidItem("\(path): cannot open: \(String(cString: strerror(errno)))"), at: path)
             return
         }
         if st.st_mode & S_IFMT == S_IFDIR {
+            // A directory is read whole: nothing waits between its files.
             for name in Self.entries(path) {
                 let file = path.hasSuffix("/") ? path + name : path + "/" + name
                 var fst = stat()
                 guard stat(file, &fst) == 0, fst.st_mode & S_IFMT == S_IFREG else { continue }
                 guard let bytes = readFile(file) else {
-                    count(invalidItem("\(file): cannot read"))
+                    try report(invalidItem("\(file): cannot read"), at: file)
                     continue
                 }
                 try item(bytes, at: file)
@@ -75,7 +91,7 @@ struct Batch {
         } else {
             let fd = open(path, O_RDONLY | O_CLOEXEC)
             guard fd >= 0 else {
-                count(invalidItem("\(path): cannot open: \(String(cString: strerror(errno)))"))
+                try report(invalidItem("\(path): cannot open: \(String(cString: strerror(errno)))"), at: path)
                 return
             }
             defer { close(fd) }
@@ -87,16 +103,25 @@ struct Batch {
         var reader = LineReader(fd: fd)
         var number = 0
         var failure: Error?
-        reader.forEachLine { event in
+        // A pipe may pause for a long time: a group must not wait for it holding its locks
+        // and keeping its events unreported. A regular file never pauses.
+        var st = stat()
+        let mayPause = fstat(fd, &st) != 0 || st.st_mode & S_IFMT != S_IFREG
+        reader.forEachLineWithLookahead { event, more in
             guard failure == nil else { return }
             number += 1
-            switch event {
-            case .line(let line):
-                if line.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }) { return }
-                do { try item(Array(line), at: "\(name):\(number)") } catch { failure = error }
-            case .tooLong:
-                count(invalidItem("\(name):\(number): line longer than \(LineReader.defaultMaxLine) bytes"))
-            }
+            do {
+                switch event {
+                case .line(let line):
+                    if !line.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }) {
+                        try item(Array(line), at: "\(name):\(number)")
+                    }
+                case .tooLong:
+                    try report(invalidItem("\(name):\(number): line longer than \(LineReader.defaultMaxLine) bytes"),
+                               at: "\(name):\(number)")
+                }
+                if mayPause && !more { try flush() }
+            } catch { failure = error }
         }
         if let failure { throw failure }
     }
@@ -104,36 +129,75 @@ struct Batch {
     private mutating func item(_ bytes: [UInt8], at place: String) throws {
         let value: JSON
         do { value = try JSONReader.parse(bytes) } catch {
-            count(invalidItem("\(place): not JSON: \(error)"))
+            try report(invalidItem("\(place): not JSON: \(error)"), at: place)
             return
         }
         let response: WebhookProcessor.Response
         if let o = value.object, o["object"]?.string != "event", o["body"] != nil || o["body_base64"] != nil {
             guard let body = Self.body(o) else {
-                count(invalidItem("\(place): delivery body is not a string (or valid base64)"))
+                try report(invalidItem("\(place): delivery body is not a string (or valid base64)"), at: place)
                 return
             }
             response = processor.process(body: body, signature: Self.signature(o["headers"]), verify: verify)
         } else if verify {
-            count(invalidItem("\(place): an unsigned event; pass --no-verify-signatures for a trusted export"))
+            try report(invalidItem("\(place): an unsigned event; pass --no-verify-signatures for a trusted export"), at: place)
             return
         } else {
             do { response = processor.apply(try StripeEvent(json: value)) } catch {
-                count(invalidItem("\(place): \(error.message)"))
+                try report(invalidItem("\(place): \(error.message)"), at: place)
                 return
             }
         }
         let o = response.outcome
-        if o.kind == .error { throw Stop.storeFailed("\(place): \(o.reason ?? "store error")") }
-        if o.kind == .invalid { Log.error("\(place): invalid: \(o.reason ?? "")") }
-        count(o)
+        if o.kind == .error {
+            let unreported = held.count
+            abandonGroup()
+            throw Stop.storeFailed("\(place): \(o.reason ?? "store error"); nothing from "
+                + (unreported > 0 ? "\(groupStart) (the start of its group)" : "this event") + " on was applied")
+        }
+        try report(o, note: o.kind == .invalid ? "\(place): invalid: \(o.reason ?? "")" : nil, at: place)
     }
 
-    private func invalidItem(_ message: String) -> Outcome {
-        Log.error(message)
+    private func invalidItem(_ message: String) -> (Outcome, String) {
         var o = Outcome(kind: .invalid)
         o.reason = message
-        return o
+        return (o, message)
+    }
+
+    private mutating func report(_ invalid: (Outcome, String), at place: String) throws {
+        try report(invalid.0, note: invalid.1, at: place)
+    }
+
+    // MARK: Groups
+
+    /// Counts and logs an item once its writes are durable: now, or at the end of its group.
+    private mutating func report(_ o: Outcome, note: String?, at place: String) throws {
+        if held.isEmpty { groupStart = place }
+        held.append((o, note))
+        if held.count >= groupSize { try flush() }
+    }
+
+    /// Makes the held items' writes durable, then reports them.
+    private mutating func flush() throws {
+        guard !held.isEmpty else { return }
+        if let group = processor.store.group {
+            do { try group.commit() } catch {
+                let unreported = held.count
+                abandonGroup()
+                throw Stop.storeFailed("\(groupStart): the group of \(unreported) items from here failed to commit: "
+                    + "\(error); some of its events may be applied, none is counted")
+            }
+        }
+        for (o, note) in held {
+            if let note { Log.error(note) }
+            count(o)
+        }
+        held = []
+    }
+
+    private mutating func abandonGroup() {
+        processor.store.group?.abandon()
+        held = []
     }
 
     private mutating func count(_ o: Outcome) {

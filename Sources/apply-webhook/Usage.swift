@@ -2,7 +2,7 @@
 let usage = """
 usage: apply-webhook [--kv DIR] [--plans FILE] [--secrets-file FILE] [--tolerance SECONDS]
                      [--route NAME] [--event-ttl SECONDS]
-       apply-webhook --batch [--no-verify-signatures] [options] [FILE|DIR ...]
+       apply-webhook --batch [--no-verify-signatures] [--group N] [options] [FILE|DIR ...]
 
 Applies Stripe webhook events to the subscription state in the KV store (sub/<uid>,
 read by `kv serve`). See docs/apply-webhook.md.
@@ -14,7 +14,9 @@ Stripe-Signature checked against the raw body and its event applied; it is answe
 400 (bad signature: "check" names the failed check; or a valid signature over a body
 that is not a Stripe event), or 503 (store unavailable: Stripe retries). Every answer
 carries annotations.audit {"kind":"stripe","event_id","event_type","uid","outcome",
-"before","after","reason"}. Other records pass through unchanged.
+"before","after","reason"}; a duplicate adds "original", how the event was first
+processed, so an application whose audit line was lost is logged by its redelivery.
+Other records pass through unchanged.
 
 Batch mode (--batch): applies the events in FILEs (one JSON item per line; stdin when
 none) and DIRs (one JSON item per file, names in byte order). An item is a delivery
@@ -32,6 +34,9 @@ Options:
   --route NAME           the route name to answer (env EDGEPIPE_WEBHOOK_ROUTE; default stripe-webhook)
   --event-ttl SECONDS    how long processed event ids are remembered (default 2592000, 30 days)
   --batch                batch mode, see above
+  --group N              batch mode: make the writes of N events durable together (one
+                         fsync pass, renames, one fsync per directory), then count them
+                         (default 64; 1 = one durable write at a time)
   --no-verify-signatures batch mode only: accept unsigned events and skip signature checks
   -h, --help             this text
 

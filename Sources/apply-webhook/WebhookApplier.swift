@@ -16,6 +16,10 @@ struct Outcome: Equatable {
     var reason: String?
     /// Pending events this one unblocked (it brought the customer's user), and theirs.
     var drained: [Outcome] = []
+    /// For a duplicate: how the event was first processed (`outcome`, `uid`, `before`,
+    /// `after`, ...), kept in its marker. Repeated on every redelivery, so the audit log
+    /// holds the application even when the first delivery's entry was lost.
+    var original: JSON?
 
     /// The `annotations.audit` value read by the audit tool.
     var audit: JSON {
@@ -28,6 +32,7 @@ struct Outcome: Equatable {
         o["before"] = before.map { .string($0.rawValue) } ?? .null
         o["after"] = after.map { .string($0.rawValue) } ?? .null
         if let reason { o["reason"] = .string(reason) }
+        if let original { o["original"] = original }
         if !drained.isEmpty {
             o["drained"] = .array(drained.map { d in
                 var e = JSONObject()
@@ -40,13 +45,22 @@ struct Outcome: Equatable {
         }
         return .object(o)
     }
+
+    /// What a redelivery repeats: the annotation without the fields the duplicate's own
+    /// entry already carries.
+    var firstProcessing: JSON {
+        guard case .object(var o) = audit else { return .null }
+        for key in ["kind", "event_id", "event_type"] { o[key] = nil }
+        return .object(o)
+    }
 }
 
 /// Applies verified events to the store. Keys (all in one KV store):
 ///
 ///   sub/<uid>                  the user's SubscriptionState (read by `kv serve`)
 ///   customer/<cus_id>          {"uid": ...}: who a Stripe customer is
-///   event/<evt_id>             {"uid","type","outcome"}: processed (expires after `eventTTL`)
+///   event/<evt_id>             {"uid","type","outcome"}: processed (expires after `eventTTL`);
+///                              metadata {"audit": the first processing's annotation}
 ///   pending/<cus_id>/<evt_id>  {"event": ...}: waiting for the customer's user
 ///
 /// Crash safety comes from the order of writes and from every step being idempotent:
@@ -91,6 +105,9 @@ final class WebhookApplier {
                 outcome.before = status; outcome.after = status
             }
             outcome.reason = "event already processed (\(marker.value["outcome"]?.string ?? "?"))"
+            // Markers written before the annotation was kept name only the outcome.
+            outcome.original = marker.metadata?["audit"]
+                ?? .object(JSONObject([("outcome", marker.value["outcome"] ?? .null), ("uid", marker.value["uid"] ?? .null)]))
             return outcome
         }
 
@@ -99,7 +116,7 @@ final class WebhookApplier {
         case .ignored(let why):
             outcome.kind = .ignored
             outcome.reason = why
-            try writeMarker(event, uid: nil, outcome: .ignored)
+            try writeMarker(event, uid: nil, outcome: .ignored, audit: outcome.firstProcessing)
             return outcome
         case .change(let c):
             change = c
@@ -120,7 +137,7 @@ final class WebhookApplier {
             guard let customer = change.customer else {
                 outcome.kind = .ignored
                 outcome.reason = "the event names neither a user nor a customer"
-                try writeMarker(event, uid: nil, outcome: .ignored)
+                try writeMarker(event, uid: nil, outcome: .ignored, audit: outcome.firstProcessing)
                 return outcome
             }
             return try park(event, customer: customer)
@@ -151,10 +168,15 @@ final class WebhookApplier {
             outcome.kind = .applied
             markerOutcome = .applied
         case .duplicate:
-            // Applied by an earlier delivery that died before its marker was written.
+            // Applied by an earlier delivery that died before its marker was written, so
+            // before any audit entry: this one records the application.
             outcome.kind = .duplicate
             outcome.reason = "event already applied to the user's state"
             markerOutcome = .applied
+            var first = Outcome(kind: .applied, uid: uid)
+            first.after = outcome.after
+            first.reason = "applied by an earlier delivery that was not answered"
+            outcome.original = first.firstProcessing
         case .stale(let why, _):
             outcome.kind = .stale
             outcome.reason = why
@@ -167,7 +189,7 @@ final class WebhookApplier {
         if change.uid != nil, let customer = change.customer {
             outcome.drained = try drain(customer: customer)
         }
-        try writeMarker(event, uid: uid, outcome: markerOutcome)
+        try writeMarker(event, uid: uid, outcome: markerOutcome, audit: outcome.original ?? outcome.firstProcessing)
         return outcome
     }
 
@@ -211,12 +233,15 @@ final class WebhookApplier {
         return results
     }
 
-    private func writeMarker(_ event: StripeEvent, uid: String?, outcome: Outcome.Kind) throws {
+    /// `audit`: the annotation of the processing the marker records, repeated by every
+    /// redelivery (see Outcome.original).
+    private func writeMarker(_ event: StripeEvent, uid: String?, outcome: Outcome.Kind, audit: JSON) throws {
         var value = JSONObject()
         value["uid"] = uid.map { .string($0) } ?? .null
         value["type"] = .string(event.type)
         value["outcome"] = .string(outcome.rawValue)
-        try store.put(Self.eventKey(event.id), .object(value), metadata: nil, expiresAt: now() + eventTTL)
+        // Beside the value: it tells how the event was audited, not whether it was processed.
+        try store.put(Self.eventKey(event.id), .object(value), metadata: ["audit": audit], expiresAt: now() + eventTTL)
     }
 
     private func readState(_ uid: String) throws -> SubscriptionState? {

@@ -18,6 +18,9 @@ final class StoreHandle {
         return s
     }
 
+    /// The store's write group when it was opened as one (batch mode with --group).
+    var group: (any KVWriteGroup)? { store as? any KVWriteGroup }
+
     func applier(_ make: (any KVStore) -> WebhookApplier) throws(KVError) -> WebhookApplier {
         if let applier { return applier }
         let a = make(try get())

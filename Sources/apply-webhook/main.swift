@@ -15,11 +15,13 @@ let tolerance = options.int("--tolerance", env: "EDGEPIPE_STRIPE_TOLERANCE",
                             default: batch ? 0 : StripeSignature.defaultTolerance)
 let routeName = options.value("--route", env: "EDGEPIPE_WEBHOOK_ROUTE") ?? "stripe-webhook"
 let eventTTL = options.int("--event-ttl", default: WebhookApplier.defaultEventTTL)
+let groupSize = options.int("--group", default: Batch.defaultGroupSize)
 let paths = options.rest()
 
 if !batch && noVerify { Log.fatal("--no-verify-signatures is only for --batch (trusted exports)") }
 if !batch && !paths.isEmpty { Log.fatal("unexpected argument \(paths[0]) (files are read in --batch mode only)") }
 if tolerance < 0 || eventTTL <= 0 { Log.fatal("--tolerance must be >= 0 and --event-ttl > 0") }
+if groupSize < 1 { Log.fatal("--group must be >= 1") }
 guard let kvPath else { Log.fatal("no KV store: pass --kv DIR or set EDGEPIPE_KV or EDGEPIPE_DATA") }
 
 var plans = Plans()
@@ -56,11 +58,16 @@ if let secretsProblem {
     }
 }
 
+// Grouped durable writes only in batch mode: a live delivery is answered one at a time.
+let grouped = batch && groupSize > 1
 let processor = WebhookProcessor(secrets: secrets, tolerance: tolerance, plans: plans, eventTTL: eventTTL,
-                                 store: StoreHandle(open: { () throws(KVError) in try openStore(kvPath) }))
+                                 store: StoreHandle(open: { () throws(KVError) in
+    let store = try openStore(kvPath)
+    return grouped ? writeGroup(over: store, publishLast: [WebhookApplier.eventKey("")]) : store
+}))
 
 if batch {
-    var runner = Batch(processor: processor, verify: !noVerify, showProgress: isatty(2) == 1)
+    var runner = Batch(processor: processor, verify: !noVerify, showProgress: isatty(2) == 1, groupSize: groupSize)
     exit(runner.run(paths: paths))
 }
 

@@ -80,6 +80,13 @@ def outcomes(svc, event_id):
     return [l["outcome"] for l in audit_lines(svc) if l.get("event_id") == event_id]
 
 
+def applications(svc, event_id):
+    """The audit lines that record the event's application: its `applied` line, or a
+    redelivery's `duplicate` line repeating it (`original`, docs/audit.md)."""
+    return [l for l in audit_lines(svc) if l.get("event_id") == event_id
+            and "applied" in (l.get("outcome"), (l.get("original") or {}).get("outcome"))]
+
+
 def assert_audit_chain_valid(svc):
     proc = subprocess.run([binary("audit"), "verify", str(svc.data / "audit" / "audit.log")],
                           capture_output=True, text=True, timeout=30)
@@ -175,9 +182,10 @@ def killable(tmp_path_factory):
 # What the audit log holds for the event after the retry, by the filter that was killed
 # while the delivery was waiting at its input: (applied lines, duplicate lines).
 # Killed before apply-webhook ran: the retry applies it. Killed at audit: the state was
-# written but its "applied" line was not; the retry finds the event done and its line says
-# "duplicate" (see docs/reliability.md). Killed at http-encode: applied and audited, the 200
-# lost; the retry is a duplicate.
+# written but its "applied" line was not; the retry finds the event done, and its
+# "duplicate" line repeats the application ("original"), so the log still records it
+# (see docs/reliability.md). Killed at http-encode: applied and audited, the 200 lost; the
+# retry is a duplicate repeating it too.
 AFTER_RETRY = {"http-decode": (1, 0), "route": (1, 0), "verify-jwt": (1, 0), "kv": (1, 0),
                "apply-webhook": (1, 0), "audit": (0, 1), "http-encode": (1, 1)}
 
@@ -232,6 +240,8 @@ def test_kill_9_of_a_filter_mid_request_fails_only_that_connection(killable, vic
         assert deliver(svc, event) == (200, {"received": True})
         applied, duplicate = AFTER_RETRY[victim]
         assert sorted(outcomes(svc, event["id"])) == ["applied"] * applied + ["duplicate"] * duplicate
+        # No applied event without an audit entry recording the application.
+        assert applications(svc, event["id"]), f"the application of {event['id']} is not in the audit log"
         assert_applied_state(svc, uid, event["id"])
         assert read_subscription(svc, uid)[1]["status"] == "active"
         assert_audit_chain_valid(svc)
@@ -263,6 +273,57 @@ def test_kill_9_of_the_last_stage_closes_an_idle_keep_alive_connection_at_once(t
         conn.close()
         svc.stop()
 
+
+
+def payment_failed_event(uid, created):
+    return {"id": f"evt_{uid}_failed", "object": "event", "type": "invoice.payment_failed",
+            "created": created, "api_version": "2025-03-31.basil",
+            "data": {"object": {"id": f"in_{uid}", "object": "invoice", "customer": f"cus_{uid}",
+                                "billing_reason": "subscription_cycle", "amount_paid": 0,
+                                "parent": {"type": "subscription_details",
+                                           "subscription_details": {"subscription": f"sub_{uid}"}},
+                                "lines": {"data": [{"period": {"end": created + 2_592_000}}]}}}}
+
+
+def test_audit_killed_after_the_kv_write_the_redelivery_puts_the_application_in_the_log(killable):
+    # The known loss: apply-webhook wrote the state and the event's marker, then audit died
+    # before appending. Stripe got no 2xx and re-delivers; the redelivery is a duplicate,
+    # and its audit line carries the first application (before, after, uid) as "original".
+    svc = killable
+    uid = "audit-killed-after-kv"
+    assert deliver(svc, event_for(uid)) == (200, {"received": True})
+    event = payment_failed_event(uid, int(time.time()) + 5)
+    payload, headers = delivery(svc, event)
+    request = (f"POST /v1/webhooks/stripe HTTP/1.1\r\nHost: faults\r\nContent-Length: {len(payload)}\r\n"
+               + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n" + payload).encode()
+    conn = socket.create_connection(("127.0.0.1", svc.port), timeout=TIMEOUT)
+    try:
+        assert served(conn, HEALTHZ) == 200
+        procs = pipeline_processes(svc, conn.getsockname()[1])
+        os.kill(procs["audit"], signal.SIGSTOP)
+        conn.sendall(request)
+        # apply-webhook writes its answer only after the KV writes: once it waits at
+        # audit's input, the event is applied and marked.
+        deadline = time.time() + TIMEOUT
+        while pending_input(procs["audit"]) == 0:
+            assert time.time() < deadline, "the answer never reached audit"
+            time.sleep(0.02)
+        os.kill(procs["audit"], signal.SIGKILL)
+        assert receives_no_response(conn, IDLE_MS / 1000 + 3)
+    finally:
+        conn.close()
+    assert kv_entries(svc)[f"sub/{uid}"]["value"]["status"] == "past_due"
+    assert applications(svc, event["id"]) == [], "the applied line was lost with audit"
+
+    assert deliver(svc, event) == (200, {"received": True})
+    lines = [l for l in audit_lines(svc) if l.get("event_id") == event["id"]]
+    assert [l["outcome"] for l in lines] == ["duplicate"]
+    assert lines[0]["original"] == {"uid": uid, "outcome": "applied", "before": "active", "after": "past_due"}
+    # At least once: every later redelivery repeats it; readers count an event once.
+    assert deliver(svc, event) == (200, {"received": True})
+    assert len(applications(svc, event["id"])) == 2
+    assert read_subscription(svc, uid)[1]["status"] == "past_due"
+    assert_audit_chain_valid(svc)
 
 # ----------------------------------------------------------------------------- the key endpoint
 # Filter-level cases are in test_verify_jwt.py (down with and without a cache, a silent

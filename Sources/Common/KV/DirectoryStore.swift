@@ -40,10 +40,10 @@ public struct DirectoryStore: KVStore, Sendable {
         return isLive(entry) ? entry : nil
     }
 
-    private func isLive(_ entry: KVEntry) -> Bool { !entry.isExpired(at: now()) }
+    func isLive(_ entry: KVEntry) -> Bool { !entry.isExpired(at: now()) }
 
     /// The stored entry, expired or not; nil when absent.
-    private func readEntry(_ key: String, at location: KVFileName.Location) throws(KVError) -> KVEntry? {
+    func readEntry(_ key: String, at location: KVFileName.Location) throws(KVError) -> KVEntry? {
         let path = root + "/" + location.relativePath
         guard let bytes = try Self.readWhole(path) else { return nil }
         let entry: KVEntry
@@ -188,6 +188,15 @@ public struct DirectoryStore: KVStore, Sendable {
     /// Temporary file in the target's directory, fsync, rename over the target, fsync the
     /// directory: after a crash the target holds the old bytes or the new ones.
     private func replace(_ location: KVFileName.Location, with bytes: [UInt8], lock: String) throws(KVError) {
+        let temporary = try writeTemporary(location, bytes, lock: lock, sync: true)
+        try publish(temporary, at: location)
+        try Self.syncDirectory(root + "/" + location.directory)
+    }
+
+    /// Writes `bytes` to a new temporary file beside the target and returns its path;
+    /// fsyncs it when `sync` (a write group fsyncs its temporaries together later).
+    func writeTemporary(_ location: KVFileName.Location, _ bytes: [UInt8], lock: String,
+                        sync: Bool) throws(KVError) -> String {
         let directory = root + "/" + location.directory
         // Unique without a random source: no other writer of this process holds this lock
         // stripe at this nanosecond. O_EXCL catches the impossible case anyway.
@@ -201,24 +210,31 @@ public struct DirectoryStore: KVStore, Sendable {
         }
         guard fd >= 0 else { throw KVError.unavailable("cannot write in \(location.directory): \(errorText(errno))") }
         var failure: Int32 = 0
-        let wrote: Bool
         if Self.crashPoint == "temp-written" {
             // Half the bytes, then die: what a crash in the middle of write(2) leaves.
             _ = bytes.withUnsafeBytes { FileOutput.writeAll(fd, UnsafeRawBufferPointer(rebasing: $0[0..<$0.count / 2])) }
             Self.crash()
         }
-        wrote = bytes.withUnsafeBytes { FileOutput.writeAll(fd, $0) }
+        let wrote = bytes.withUnsafeBytes { FileOutput.writeAll(fd, $0) }
         if !wrote { failure = errno }
-        else if fsync(fd) != 0 { failure = errno }
+        else if sync && fsync(fd) != 0 { failure = errno }
         if close(fd) != 0 && failure == 0 { failure = errno }
-        if Self.crashPoint == "before-rename" { Self.crash() }
-        if failure == 0 && rename(temporary, root + "/" + location.relativePath) != 0 { failure = errno }
         if failure != 0 {
             unlink(temporary)
             throw KVError.unavailable("cannot write \(location.relativePath): \(errorText(failure))")
         }
+        return temporary
+    }
+
+    /// Renames a temporary file over the target (the directory still needs its fsync).
+    func publish(_ temporary: String, at location: KVFileName.Location) throws(KVError) {
+        if Self.crashPoint == "before-rename" { Self.crash() }
+        if rename(temporary, root + "/" + location.relativePath) != 0 {
+            let failure = errno
+            unlink(temporary)
+            throw KVError.unavailable("cannot write \(location.relativePath): \(errorText(failure))")
+        }
         if Self.crashPoint == "after-rename" { Self.crash() }
-        try Self.syncDirectory(directory)
     }
 
     /// Crash points for the durability tests (Tests/system/test_kv.py): with
@@ -227,7 +243,7 @@ public struct DirectoryStore: KVStore, Sendable {
     /// instead of wherever a timer happens to hit.
     static let crashPoint: String? = environment("EDGEPIPE_KV_CRASH_AT")
 
-    private static func crash() -> Never {
+    static func crash() -> Never {
         kill(getpid(), SIGKILL)
         abort()
     }
