@@ -30,6 +30,7 @@ final class Gate {
     let keys: KeyStore?
     let now: () -> Int
     private let injectedNames: Set<String>
+    private(set) var cache = VerifiedTokenCache()
 
     init(settings: GateSettings, verifier: JWTVerifier, keys: KeyStore?, now: @escaping () -> Int = { Clock.now() }) {
         self.settings = settings
@@ -94,12 +95,7 @@ final class Gate {
             if settings.insecureNoVerify {
                 (subject, claims) = try Self.unverifiedSubject(token, maxBytes: verifier.maxTokenBytes)
             } else {
-                let keys = self.keys
-                let verified = try verifier.verify(token, now: now()) { kid, alg throws(JWTError) in
-                    guard let keys else { throw .keysUnavailable }
-                    return try keys.verifier(kid: kid, algorithm: alg)
-                }
-                (subject, claims) = (verified.subject, verified.claims)
+                (subject, claims) = try verify(token)
             }
         } catch .keysUnavailable {
             return reject(&record, status: 503, code: "keys_unavailable",
@@ -119,6 +115,45 @@ final class Gate {
         }
         record.object["headers"] = .array(kept)
         record.setAnnotation(AnnotationKey.auth, .object(JSONObject([("uid", .string(subject))])))
+    }
+
+    /// The subject and claims of a valid token: from the cache when this exact token verified
+    /// before and is still within its window under the same key, else verified in full.
+    private func verify(_ token: Substring) throws(JWTError) -> (String, JSONObject) {
+        let now = self.now()
+        let keys = self.keys
+        func currentVerifier(_ kid: String, _ algorithm: SignatureAlgorithm) throws(JWTError) -> SignatureVerifier? {
+            guard let keys else { throw .keysUnavailable }
+            return try keys.verifier(kid: kid, algorithm: algorithm)
+        }
+        let contiguous: Result<(String, JSONObject), JWTError>? = token.utf8.withContiguousStorageIfAvailable { bytes in
+            Result { () throws(JWTError) in try verify(token, bytes: bytes, now: now, currentVerifier) }
+        }
+        if let contiguous { return try contiguous.get() }
+        return try Array(token.utf8).withUnsafeBufferPointer { bytes throws(JWTError) in
+            try verify(token, bytes: bytes, now: now, currentVerifier)
+        }
+    }
+
+    private func verify(_ token: Substring, bytes: UnsafeBufferPointer<UInt8>, now: Int,
+                        _ currentVerifier: (String, SignatureAlgorithm) throws(JWTError) -> SignatureVerifier?) throws(JWTError) -> (String, JSONObject) {
+        if let hit = cache.lookup(bytes, now: now, isCurrent: { entry in
+            // A key store that cannot answer now is no hit: the full path reports why.
+            (try? currentVerifier(entry.keyID, entry.algorithm)) === entry.verifier
+        }) {
+            return (hit.subject, hit.claims)
+        }
+        var used: SignatureVerifier?
+        let verified = try verifier.verify(token, now: now) { kid, alg throws(JWTError) in
+            used = try currentVerifier(kid, alg)
+            return used
+        }
+        if let used {
+            cache.insert(VerifiedTokenCache.Entry(token: Array(bytes), subject: verified.subject, claims: verified.claims,
+                                                  keyID: verified.keyID, algorithm: verified.algorithm, verifier: used,
+                                                  verifiedAt: now, expiresAt: verified.expiresAt))
+        }
+        return (verified.subject, verified.claims)
     }
 
     private func reject(_ record: inout Record, status: Int, code: String, reason: String, challenge: String? = nil,

@@ -125,6 +125,14 @@ final class DigestTests: XCTestCase {
                        "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843")
     }
 
+    func testHMACSHA256RFC4231KeysLongerThanABlockAreHashedFirst() {
+        let key = [UInt8](repeating: 0xAA, count: 131)
+        XCTAssertEqual(Hex.encode(Digest.hmacSHA256(key: key, Array("Test Using Larger Than Block-Size Key - Hash Key First".utf8))),
+                       "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54")
+        XCTAssertEqual(Hex.encode(Digest.hmacSHA256(key: [], [])),
+                       "b613679a0814d9ec772f95d778c35fc5ff1697c493715653c6c712144292c5ad")
+    }
+
     func testConstantTimeEqual() {
         XCTAssertTrue(Digest.constantTimeEqual([1, 2, 3], [1, 2, 3]))
         XCTAssertFalse(Digest.constantTimeEqual([1, 2, 3], [1, 2, 4]))

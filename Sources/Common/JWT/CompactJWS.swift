@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
 /// A JWS in compact serialization (RFC 7515 §7.1), parsed but not yet verified.
 ///
 /// Parsing is strict because every leniency is a second way to write the same token:
@@ -30,11 +36,15 @@ public struct CompactJWS: Sendable {
 
     public static func parse(_ token: UnsafeBufferPointer<UInt8>, maxBytes: Int = defaultMaxBytes) throws(JWTError) -> CompactJWS {
         guard token.count <= maxBytes else { throw .tooLarge }
-        var first = -1, second = -1
-        for i in 0..<token.count where token[i] == UInt8(ascii: ".") {
-            if first < 0 { first = i } else if second < 0 { second = i } else { throw .malformed("not three segments") }
+        // memchr: a byte loop over a ~1 KiB token cost ~3,000 instructions per token.
+        func dot(after start: Int) -> Int {
+            guard start < token.count, let base = token.baseAddress,
+                  let found = memchr(base + start, Int32(UInt8(ascii: ".")), token.count - start) else { return -1 }
+            return base.distance(to: found.assumingMemoryBound(to: UInt8.self))
         }
-        guard second > 0 else { throw .malformed("not three segments") }
+        let first = dot(after: 0)
+        let second = first < 0 ? -1 : dot(after: first + 1)
+        guard second > 0, dot(after: second + 1) < 0 else { throw .malformed("not three segments") }
         guard first > 0, second > first + 1, second + 1 < token.count else { throw .malformed("empty segment") }
 
         let headerBytes = try decode(token, 0..<first, "header")

@@ -11,6 +11,8 @@ public struct JWTVerifier: Sendable {
         public let claims: JSONObject
         public let keyID: String
         public let algorithm: SignatureAlgorithm
+        /// The `exp` claim (a NumericDate, checked by the policy).
+        public let expiresAt: Double
     }
 
     public init(algorithms: AlgorithmSet = .rs256Only, policy: ClaimsPolicy,
@@ -34,7 +36,8 @@ public struct JWTVerifier: Sendable {
         guard verifier.algorithm == algorithm else { throw .keyMismatch }
         guard verifier.verify(jws.signingInput, signature: jws.signature) else { throw .badSignature }
         let subject = try policy.validate(jws.payload, now: now)
-        return Verified(subject: subject, claims: jws.payload, keyID: kid, algorithm: algorithm)
+        guard let exp = try ClaimsPolicy.numericDate(jws.payload, "exp") else { throw .missingClaim("exp") }
+        return Verified(subject: subject, claims: jws.payload, keyID: kid, algorithm: algorithm, expiresAt: exp)
     }
 }
 
