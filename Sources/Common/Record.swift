@@ -191,14 +191,15 @@ public struct Record: Equatable, Sendable {
     /// The response to this request: keeps id, method, version, keep_alive, remote and
     /// annotations; carries status, headers and body.
     public func response(status: Int, headers: [Header] = [], body: [UInt8] = []) -> Record {
-        var r = JSONObject()
-        r.members.reserveCapacity(9)
+        // Built in place: a Record made from a local object copied the members on the
+        // first assignment below.
+        var response = Record(JSONObject())
+        response.object.members.reserveCapacity(9)
         // Members are copied as they are (raw bytes stay raw): nothing to parse or re-escape.
         for key in ["id", "method", "version", "keep_alive", "remote"] {
-            if let m = object.member(key) { r.members.append(m) }
+            if let m = object.member(key) { response.object.members.append(m) }
         }
-        r.members.append(.init("status", JSON(status)))
-        var response = Record(r)
+        response.object.members.append(.init("status", JSON(status)))
         response.headers = headers
         response.body = body
         if let notes = object.member("annotations") { response.object.members.append(notes) }

@@ -9,10 +9,19 @@ import Common
 /// it writes Date, Content-Length, Content-Type (when absent) and Connection itself, and
 /// drops what a filter set for those and for other hop-by-hop fields.
 public struct ResponseWriter {
-    /// Fields the encoder writes itself or that describe this hop, not the response.
-    static let ignored: Set<String> = ["connection", "keep-alive", "proxy-connection", "transfer-encoding",
-                                       "upgrade", "te", "trailer", "content-length", "date"]
     static let defaultContentType = "application/octet-stream"
+
+    /// Fields the encoder writes itself or that describe this hop, not the response.
+    /// A switch, not a Set: no String hashing per header of every response.
+    static func isIgnored(_ name: String) -> Bool {
+        switch name {
+        case "connection", "keep-alive", "proxy-connection", "transfer-encoding",
+             "upgrade", "te", "trailer", "content-length", "date":
+            return true
+        default:
+            return false
+        }
+    }
 
     private var cachedSecond = -1
     private var cachedDate: [UInt8] = []
@@ -35,7 +44,7 @@ public struct ResponseWriter {
 
     /// Appends the bytes of one response; returns whether the connection closes after it.
     public mutating func write(_ input: Record, into out: inout [UInt8]) -> Bool {
-        var record = input
+        var record = Self.parsingReadFields(input)
         if !record.isResponse {
             // Nobody answered: every request gets a response, or pipelining would shift
             // every later answer onto the wrong request.
@@ -53,6 +62,22 @@ public struct ResponseWriter {
             emit(error, fields: [Header("content-type", "application/json")], into: &out)
             return true
         }
+    }
+
+    /// The record with the members this writer reads parsed once: a member still held as
+    /// the line's bytes is parsed again on every read, and validate and emit read the body
+    /// three times and status, headers and keep_alive twice each.
+    static func parsingReadFields(_ input: Record) -> Record {
+        var record = input
+        for i in record.object.members.indices {
+            switch record.object.members[i].key {
+            case "status", "headers", "body", "body_base64", "keep_alive", "version", "method":
+                record.object.members[i].value = record.object.members[i].value
+            default:
+                continue
+            }
+        }
+        return record
     }
 
     /// The 500 for a line that is not a record at all (its connection fields are unknown).
@@ -99,12 +124,16 @@ public struct ResponseWriter {
         let bodiless = status == 204 || status == 304
         let head = record.method == "HEAD"
 
-        out.append(contentsOf: "HTTP/1.1 \(status) \(Self.reason(status))\r\n".utf8)
+        out.append(contentsOf: "HTTP/1.1 ".utf8)
+        Self.appendDecimal(status, to: &out)
+        out.append(UInt8(ascii: " "))
+        out.append(contentsOf: Self.reason(status).utf8)
+        out.append(contentsOf: "\r\n".utf8)
         out.append(contentsOf: "date: ".utf8)
         out.append(contentsOf: date())
         out.append(contentsOf: "\r\n".utf8)
         var hasType = false
-        for h in fields where !Self.ignored.contains(h.name) {
+        for h in fields where !Self.isIgnored(h.name) {
             if h.name == "content-type" {
                 if hasType { continue }   // one Content-Type only
                 hasType = true
@@ -116,7 +145,9 @@ public struct ResponseWriter {
         }
         if !bodiless {
             if !hasType { out.append(contentsOf: "content-type: \(Self.defaultContentType)\r\n".utf8) }
-            out.append(contentsOf: "content-length: \(body.count)\r\n".utf8)
+            out.append(contentsOf: "content-length: ".utf8)
+            Self.appendDecimal(body.count, to: &out)
+            out.append(contentsOf: "\r\n".utf8)
         }
         if !record.keepAlive {
             out.append(contentsOf: "connection: close\r\n".utf8)
@@ -125,6 +156,23 @@ public struct ResponseWriter {
         }
         out.append(contentsOf: "\r\n".utf8)
         if !bodiless && !head { out.append(contentsOf: body) }
+    }
+
+    /// The digits of a non-negative number, without the String an interpolation builds.
+    static func appendDecimal(_ n: Int, to out: inout [UInt8]) {
+        var digits: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
+                     UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) =
+            (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+        withUnsafeMutableBytes(of: &digits) { buffer in
+            var v = UInt(max(n, 0))
+            var i = buffer.count
+            repeat {
+                i -= 1
+                buffer[i] = UInt8(ascii: "0") + UInt8(v % 10)
+                v /= 10
+            } while v > 0
+            out.append(contentsOf: buffer[i...])
+        }
     }
 
     /// IMF-fixdate, formatted once per second.

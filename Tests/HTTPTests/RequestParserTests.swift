@@ -314,6 +314,25 @@ final class RequestParserTests: XCTestCase {
         }
     }
 
+    /// Long values are checked eight bytes at a time: a bad byte at any offset of a word,
+    /// and a tab or UTF-8 anywhere, must still be seen.
+    func testLongHeaderValuesCheckedAtEveryOffset() {
+        for offset in 0..<24 {
+            let before = [UInt8](repeating: UInt8(ascii: "a"), count: offset)
+            let after = [UInt8](repeating: UInt8(ascii: "b"), count: 17)
+            for b: [UInt8] in [[0x01], [0x7F], [0x1F], [0x0D], [0xC3]] {
+                let input = Array("GET / HTTP/1.1\r\nHost: h\r\nX: ".utf8) + before + b + after + Array("\r\n\r\n".utf8)
+                XCTAssertEqual(status(input), 400, "\(b) at \(offset)")
+            }
+            for good in ["\t", "\u{e9}", "~ "] {
+                // A leading "z": whitespace at the start of a value is not part of it.
+                let value = "z" + String(decoding: before, as: UTF8.self) + good + String(decoding: after, as: UTF8.self)
+                XCTAssertEqual(parse("GET / HTTP/1.1\r\nHost: h\r\nX: \(value)\r\n\r\n").requests.first?.headers.last,
+                               Header("x", value), "\(good) at \(offset)")
+            }
+        }
+    }
+
     // MARK: Smuggling defences (400)
 
     func testContentLengthWithTransferEncoding() {

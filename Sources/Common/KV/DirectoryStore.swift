@@ -44,8 +44,7 @@ public struct DirectoryStore: KVStore, Sendable {
 
     /// The stored entry, expired or not; nil when absent.
     func readEntry(_ key: String, at location: KVFileName.Location) throws(KVError) -> KVEntry? {
-        let path = root + "/" + location.relativePath
-        guard let bytes = try Self.readWhole(path) else { return nil }
+        guard let bytes = try Self.readWhole(path: path(of: location)) else { return nil }
         let entry: KVEntry
         do {
             entry = try Self.decode(bytes)
@@ -60,32 +59,61 @@ public struct DirectoryStore: KVStore, Sendable {
         return entry
     }
 
+    /// The file's path as a NUL-terminated C string, built in one allocation: this is on
+    /// every read, and String concatenation cost more than the open(2) it feeds.
+    func path(of location: KVFileName.Location) -> [UInt8] {
+        var path: [UInt8] = []
+        path.reserveCapacity(root.utf8.count + location.directory.utf8.count + location.name.utf8.count + 3)
+        path.append(contentsOf: root.utf8)
+        path.append(UInt8(ascii: "/"))
+        path.append(contentsOf: location.directory.utf8)
+        path.append(UInt8(ascii: "/"))
+        path.append(contentsOf: location.name.utf8)
+        path.append(0)
+        return path
+    }
+
     /// nil when the file (or its directory) does not exist.
     static func readWhole(_ path: String) throws(KVError) -> [UInt8]? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        try readWhole(path: Array(path.utf8) + [0])
+    }
+
+    /// `path` is NUL-terminated.
+    static func readWhole(path: [UInt8]) throws(KVError) -> [UInt8]? {
+        let fd = path.withUnsafeBufferPointer { p in
+            p.withMemoryRebound(to: CChar.self) { open($0.baseAddress!, O_RDONLY | O_CLOEXEC) }
+        }
         if fd < 0 {
             let e = errno
             if e == ENOENT || e == ENOTDIR { return nil }
-            throw KVError.unavailable("cannot read \(path): \(errorText(e))")
+            throw KVError.unavailable("cannot read \(text(path)): \(errorText(e))")
         }
         defer { close(fd) }
         var st = stat()
-        guard fstat(fd, &st) == 0 else { throw KVError.unavailable("cannot stat \(path): \(errorText(errno))") }
+        guard fstat(fd, &st) == 0 else { throw KVError.unavailable("cannot stat \(text(path)): \(errorText(errno))") }
         // The size is exact: entry files are renamed into place whole and never written
         // again, so the open descriptor's file cannot grow or shrink. One read suffices.
         let size = Int(st.st_size)
-        var out = [UInt8](repeating: 0, count: size)
-        var filled = 0
-        while filled < size {
-            let n = out.withUnsafeMutableBytes { read(fd, $0.baseAddress! + filled, size - filled) }
-            if n > 0 { filled += n; continue }
-            if n == 0 { break }
-            if errno == EINTR { continue }
-            throw KVError.unavailable("cannot read \(path): \(errorText(errno))")
+        var failure: Int32 = 0
+        // Uninitialised: the bytes are read straight into the array, never zeroed first.
+        let out = [UInt8](unsafeUninitializedCapacity: size) { buffer, count in
+            var filled = 0
+            while filled < size {
+                let n = read(fd, buffer.baseAddress! + filled, size - filled)
+                if n > 0 { filled += n; continue }
+                if n == 0 { break }
+                if errno == EINTR { continue }
+                failure = errno
+                break
+            }
+            count = filled
         }
-        out.removeSubrange(filled...)
+        if failure != 0 { throw KVError.unavailable("cannot read \(text(path)): \(errorText(failure))") }
         return out
     }
+
+    /// A NUL-terminated path for a message.
+    private static func text(_ path: [UInt8]) -> String { String(decoding: path.dropLast(), as: UTF8.self) }
 
     struct DecodeError: Error, CustomStringConvertible {
         let description: String

@@ -62,10 +62,17 @@ public struct SubscriptionState: Equatable, Sendable {
     public static func key(uid: String) -> String { keyPrefix + uid }
     public static let keyPrefix = "sub/"
 
-    private static let knownFields: Set<String> = [
-        "uid", "status", "plan", "current_period_end", "trial_end", "cancel_at_period_end",
-        "customer", "subscription", "updated", "last_event_id",
-    ]
+    /// A switch, not a Set: every read of a state asks this of each member, and hashing a
+    /// String costs more than comparing it with a few literals of its length.
+    private static func isKnownField(_ key: String) -> Bool {
+        switch key {
+        case "uid", "status", "plan", "current_period_end", "trial_end", "cancel_at_period_end",
+             "customer", "subscription", "updated", "last_event_id":
+            return true
+        default:
+            return false
+        }
+    }
 
     // MARK: JSON
 
@@ -114,7 +121,7 @@ public struct SubscriptionState: Equatable, Sendable {
             return n
         }
         var extra = JSONObject()
-        for m in o.members where !Self.knownFields.contains(m.key) { extra.members.append(m) }
+        for m in o.members where !Self.isKnownField(m.key) { extra.members.append(m) }
         let cancel: Bool
         switch o["cancel_at_period_end"] {
         case nil, .null?: cancel = false
@@ -159,6 +166,7 @@ public struct SubscriptionState: Equatable, Sendable {
     /// The body of `GET /v1/subscription`.
     public func publicView(now: Int, grace: Int = 0) -> JSON {
         var o = JSONObject()
+        o.members.reserveCapacity(8)   // one allocation, not four growths: this is every read
         o["uid"] = .string(uid)
         o["status"] = .string(publicStatus(now: now, grace: grace).rawValue)
         o["plan"] = Self.nullable(plan)
@@ -173,6 +181,7 @@ public struct SubscriptionState: Equatable, Sendable {
     /// The body for a user with no stored state.
     public static func noneView(uid: String) -> JSON {
         var o = JSONObject()
+        o.members.reserveCapacity(8)
         o["uid"] = .string(uid)
         o["status"] = .string(PublicStatus.none.rawValue)
         o["plan"] = .null
