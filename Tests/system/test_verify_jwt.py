@@ -528,6 +528,26 @@ def test_firebase_project_with_the_x509_certificate_map(tmp_path, servers, keys)
     assert out[1]["status"] == 401 and body(out[1])["message"] == "wrong issuer"
 
 
+def test_x509_map_from_a_file_rsa_keys_read_from_the_der_and_ec_through_openssl(tmp_path, keys):
+    """RSA certificates (any exponent, v1 or v3, CRLF lines) are read by edgepipe's DER reader,
+    an EC one still by OpenSSL; a malformed certificate only fails the tokens that name it."""
+    e3 = rsa.generate_private_key(public_exponent=3, key_size=3072)
+    as_pem = lambda key: self_signed_cert(key).public_bytes(serialization.Encoding.PEM).decode()
+    malformed = as_pem(keys["rsa2"]).replace("\n-----END", "AA\n-----END")
+    path = tmp_path / "certs.json"
+    path.write_text(json.dumps({"rsa": as_pem(keys["rsa"]), "e3": as_pem(e3).replace("\n", "\r\n"),
+                                "ec": as_pem(keys["ec"]), "bad": malformed}))
+    tokens = [pyjwt.encode(claims(sub="via-rsa"), keys["rsa"], algorithm="RS256", headers={"kid": "rsa"}),
+              pyjwt.encode(claims(sub="via-e3"), e3, algorithm="RS256", headers={"kid": "e3"}),
+              pyjwt.encode(claims(sub="via-ec"), keys["ec"], algorithm="ES256", headers={"kid": "ec"}),
+              pyjwt.encode(claims(), keys["rsa2"], algorithm="RS256", headers={"kid": "bad"}),
+              pyjwt.encode(claims(), keys["rsa2"], algorithm="RS256", headers={"kid": "rsa"})]
+    out, _ = verify(path, [bearer(t) for t in tokens], "--algorithm", "RS256,ES256")
+    assert [header(r, "x-authenticated-uid") for r in out[:3]] == ["via-rsa", "via-e3", "via-ec"]
+    assert out[3]["status"] == 401 and body(out[3])["message"] == "unusable signing key"
+    assert out[4]["status"] == 401    # signed by another key than the certificate's
+
+
 def test_openid_discovery_leads_to_the_key_set(tmp_path, servers, keys):
     server = servers({"keys": [public_jwk(keys["rsa"], "k1")]})
     server.extra["/.well-known/openid-configuration"] = {"issuer": ISS, "jwks_uri": server.url("/keys")}

@@ -183,7 +183,12 @@ public final class PublicKey {
 
     /// The subject public key of a PEM X.509 certificate (Google's securetoken format).
     /// Only the key is used: the map's URL and TLS are what vouch for it, as in the Admin SDKs.
+    /// RSA keys are read from the DER (CertificatePublicKey: n and e, as from a JWK, without
+    /// OpenSSL's decoders); other key types still go through PEM_read_bio_X509.
     public static func certificate(pem: [UInt8]) throws(CryptoError) -> PublicKey {
+        if case .rsa(let modulus, let exponent) = try CertificatePublicKey.read(pem: pem) {
+            return try rsa(modulus: modulus, exponent: exponent)
+        }
         let bio = try MemoryBIO(pem)
         guard let cert = PEM_read_bio_X509(bio.pointer, nil, nil, nil) else { throw CryptoError("not a PEM certificate") }
         defer { X509_free(cert) }
