@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
 // The key-value store behind subscriptions, reservations and webhook bookkeeping.
 // One protocol, several engines: a directory of files on one machine (the embedded
 // default, DirectoryStore) and a networked engine for many machines (Redis, later).
@@ -78,13 +84,17 @@ extension KVStore {
     @discardableResult
     public func update(_ key: String, attempts: Int = 100,
                        _ transform: (KVEntry?) throws -> JSON?) throws -> KVEntry? {
-        for _ in 0..<attempts {
+        for attempt in 0..<attempts {
             let current = try get(key)
             guard let next = try transform(current) else { return current }
             do {
                 return try compareAndSwap(key, expected: current?.version, next,
                                           metadata: current?.metadata, expiresAt: current?.expiresAt)
             } catch .versionMismatch {
+                // A random pause, growing with each conflict up to 2 ms: without it, writers
+                // that collided retry in step and one of them can lose every round on a
+                // loaded machine.
+                usleep(UInt32.random(in: 0...UInt32(min(2000, 16 << min(attempt, 7)))))
                 continue
             }
         }
