@@ -147,6 +147,10 @@ extension JSONObject {
     /// since raw bytes are what the writer produces.
     func isUnchanged(since earlier: JSONObject) -> Bool {
         guard members.count == earlier.members.count else { return false }
+        // Not written to at all: both still share one array (a pass-through record).
+        if members.withUnsafeBufferPointer({ a in earlier.members.withUnsafeBufferPointer { a.baseAddress == $0.baseAddress } }) {
+            return true
+        }
         for i in members.indices {
             let now = members[i], then = earlier.members[i]
             switch (now.storage, then.storage) {
