@@ -4,10 +4,31 @@
 // old prices kept for existing customers).
 
 struct Plans: Equatable {
-    /// Price id or lookup key → tier.
-    private(set) var tiers: [String: String] = [:]
+    /// Price id or lookup key → tier: `keys[i]` stands for `tierNames[i]`, in file order.
+    /// Two arrays searched linearly, not a [String: String]: a plans file is a few lines,
+    /// and a Dictionary's generic metadata and conformance look-ups cost more at every
+    /// start than parsing the whole file.
+    private(set) var keys: [String] = []
+    private(set) var tierNames: [String] = []
 
-    init(_ tiers: [String: String] = [:]) { self.tiers = tiers }
+    init() {}
+
+    init(_ tiers: [String: String]) {
+        for key in tiers.keys.sorted() { set(key, tiers[key]!) }
+    }
+
+    /// The same mappings, whatever their order.
+    static func == (a: Plans, b: Plans) -> Bool {
+        a.keys.count == b.keys.count && a.keys.indices.allSatisfy { b.tier(of: a.keys[$0]) == a.tierNames[$0] }
+    }
+
+    private func tier(of key: String) -> String? {
+        keys.firstIndex(of: key).map { tierNames[$0] }
+    }
+
+    private mutating func set(_ key: String, _ tier: String) {
+        if let i = keys.firstIndex(of: key) { tierNames[i] = tier } else { keys.append(key); tierNames.append(tier) }
+    }
 
     struct Invalid: Error, Equatable, CustomStringConvertible {
         let message: String
@@ -21,7 +42,8 @@ struct Plans: Equatable {
         // apply-webhook reads this file at the start of every connection: an ASCII file
         // (every real one) is split as bytes, which gives the same fields and line numbers
         // as splitting Characters at a fraction of the cost.
-        if text.utf8.allSatisfy({ $0 < 0x80 }) { return try parseASCII(Array(text.utf8)) }
+        var text = text
+        if text.withUTF8({ $0.allSatisfy { $0 < 0x80 } }) { return try parseASCII(Array(text.utf8)) }
         var plans = Plans()
         let lines = text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" || $0 == "\r" })
         for (n, raw) in lines.enumerated() {
@@ -32,10 +54,10 @@ struct Plans: Equatable {
                 throw Invalid(message: "plans file line \(n + 1): expected '<price id or lookup key> <tier>'")
             }
             let key = String(words[0]), tier = String(words[1])
-            if let old = plans.tiers[key], old != tier {
+            if let old = plans.tier(of: key), old != tier {
                 throw Invalid(message: "plans file line \(n + 1): \(key) is already mapped to \(old)")
             }
-            plans.tiers[key] = tier
+            plans.set(key, tier)
         }
         return plans
     }
@@ -62,10 +84,10 @@ struct Plans: Equatable {
                     throw Invalid(message: "plans file line \(n + 1): expected '<price id or lookup key> <tier>'")
                 }
                 let key = words[0], tier = words[1]
-                if let old = plans.tiers[key], old != tier {
+                if let old = plans.tier(of: key), old != tier {
                     throw Invalid(message: "plans file line \(n + 1): \(key) is already mapped to \(old)")
                 }
-                plans.tiers[key] = tier
+                plans.set(key, tier)
             }
             n += 1
             if end == bytes.count { break }
@@ -74,12 +96,12 @@ struct Plans: Equatable {
         return plans
     }
 
-    var knownTiers: Set<String> { Set(tiers.values) }
+    var knownTiers: [String] { tierNames }
 
     /// The tier of a price: by id first (exact), then by lookup key.
     func tier(priceID: String?, lookupKey: String?) -> String? {
-        if let priceID, let t = tiers[priceID] { return t }
-        if let lookupKey, let t = tiers[lookupKey] { return t }
+        if let priceID, let t = tier(of: priceID) { return t }
+        if let lookupKey, let t = tier(of: lookupKey) { return t }
         return nil
     }
 }

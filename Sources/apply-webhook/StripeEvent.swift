@@ -155,16 +155,15 @@ struct Interpreter {
         case ignored(String)
     }
 
-    static let subscriptionTypes: Set<String> = [
-        "customer.subscription.created", "customer.subscription.updated",
-        "customer.subscription.paused", "customer.subscription.resumed",
-        "customer.subscription.deleted",
-    ]
-
     func interpret(_ event: StripeEvent) -> Result {
+        // Cases, not a Set<String>: a Set's generic metadata and hashing are built afresh
+        // in every process, and this one starts per connection.
         switch event.type {
         case "checkout.session.completed": return checkout(event)
-        case _ where Self.subscriptionTypes.contains(event.type): return subscription(event)
+        case "customer.subscription.created", "customer.subscription.updated",
+             "customer.subscription.paused", "customer.subscription.resumed",
+             "customer.subscription.deleted":
+            return subscription(event)
         case "invoice.paid", "invoice.payment_failed": return invoice(event)
         default: return .ignored("event type \(event.type) is not handled")
         }

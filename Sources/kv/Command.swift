@@ -44,10 +44,12 @@ extension KVCommand {
                       stdin: () -> [UInt8], now: Int) throws(UsageError) -> KVCommand {
         guard let verb = positional.first else { throw UsageError("missing command (get, put, create, cas, delete, list, serve)") }
         let args = Array(positional.dropFirst())
-        let given = Set(["--entry", "--ttl", "--expires-at", "--metadata", "--version", "--prefix", "--limit",
-                         "--cursor", "--route", "--grace"].filter { $0 == "--entry" ? flag($0) : option($0) != nil })
-        func allow(_ names: Set<String>) throws(UsageError) {
-            if let bad = given.subtracting(names).sorted().first { throw UsageError("\(bad) does not apply to \(verb)") }
+        // Arrays, not Sets: a handful of names, and a Set<String> costs generic-metadata
+        // and conformance look-ups at every start of `kv serve`.
+        let given = ["--entry", "--ttl", "--expires-at", "--metadata", "--version", "--prefix", "--limit",
+                     "--cursor", "--route", "--grace"].filter { $0 == "--entry" ? flag($0) : option($0) != nil }
+        func allow(_ names: [String]) throws(UsageError) {
+            if let bad = given.filter({ !names.contains($0) }).min() { throw UsageError("\(bad) does not apply to \(verb)") }
         }
         func arity(_ names: String...) throws(UsageError) {
             guard args.count == names.count else {

@@ -11,7 +11,7 @@ struct SubscriptionRead {
     /// events can arrive a little after the period rolls over). 0 by default.
     var grace = 0
     /// The store, or why it could not be opened (then every request gets a 503).
-    var store: Result<any KVStore, KVError>
+    var store: StoreOpening
     var now: () -> Int = { Clock.now() }
 
     private static let noStore = Header("cache-control", "no-store")
@@ -56,6 +56,18 @@ struct SubscriptionRead {
         record = record.jsonResponse(status: 200, body, headers: [Self.noStore])
     }
 
+    /// Concrete enums rather than `Result<...>`: a generic type's metadata is built at run
+    /// time, at every start of a process that runs once per connection.
+    enum StoreOpening {
+        case success(any KVStore)
+        case failure(KVError)
+    }
+
+    enum Lookup {
+        case success(JSON)
+        case failure(LookupError)
+    }
+
     enum LookupError: Error, CustomStringConvertible {
         case store(KVError)
         case corrupt(String)
@@ -68,7 +80,7 @@ struct SubscriptionRead {
     }
 
     /// The public view of a user's subscription: one get of `sub/<uid>`.
-    func lookup(_ uid: String) -> Result<JSON, LookupError> {
+    func lookup(_ uid: String) -> Lookup {
         let store: any KVStore
         switch self.store {
         case .success(let s): store = s

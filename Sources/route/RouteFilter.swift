@@ -17,7 +17,8 @@ struct RouteFilter {
                 var p = JSONObject()
                 p.members.reserveCapacity(params.count)
                 for (k, v) in params { p.members.append(.init(k, .string(v))) }
-                record.setAnnotation(AnnotationKey.route, .object(JSONObject([("name", .string(name)), ("params", .object(p))])))
+                // Members, not (key, value) pairs: an array of tuples costs generic-metadata work at start.
+                record.setAnnotation(AnnotationKey.route, .object(JSONObject([.init("name", .string(name)), .init("params", .object(p))])))
             }
             switch route.action {
             case .forward:

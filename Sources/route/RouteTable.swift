@@ -50,13 +50,22 @@ struct PathPattern: Equatable, Sendable {
     /// comes first: at the first segment where they differ a literal beats a parameter and
     /// a parameter beats the `*` of a prefix pattern.
     func moreSpecific(than other: PathPattern) -> Bool {
-        let a = rankKey, b = other.rankKey
-        for (x, y) in zip(a, b) where x != y { return x > y }
-        return a.count > b.count
+        // Compares the rank keys (one rank per segment, then the end's) without building
+        // them: arrays of a new element type cost generic-metadata work at every start.
+        let n = segments.count + 1, m = other.segments.count + 1
+        var i = 0
+        while i < n && i < m {
+            let x = rank(at: i), y = other.rank(at: i)
+            if x != y { return x > y }
+            i += 1
+        }
+        return n > m
     }
 
-    private var rankKey: [Int] {
-        segments.map { if case .literal = $0 { return 3 } else { return 2 } } + [isPrefix ? 1 : 0]
+    /// A literal segment 3, a parameter 2; after the last segment, 1 for a prefix pattern's `*`, else 0.
+    private func rank(at i: Int) -> Int {
+        guard i < segments.count else { return isPrefix ? 1 : 0 }
+        if case .literal = segments[i] { return 3 } else { return 2 }
     }
 }
 
@@ -101,25 +110,29 @@ struct Route: Equatable, Sendable {
 struct RouteTable: Sendable {
     /// Most specific first; file order among equals.
     private(set) var routes: [Route]
-    /// Exact patterns by path: an all-literal pattern beats every other match, so a
-    /// dictionary hit decides without scanning.
-    private(set) var exact: [String: [Int]]
+    /// Indices of the exact (all-literal) patterns, most specific first: an exact match
+    /// beats every other match, so it decides without matching patterns. A plain list,
+    /// not a dictionary by path: tables are a handful of lines, and a Dictionary's
+    /// generic metadata and hashing cost more at start than the table's whole parse.
+    private(set) var exact: [Int]
     /// Every method the table names, for `OPTIONS *`.
     private(set) var allMethods: [String]
 
     init(routes unsorted: [Route]) {
         // Insertion sort keeps file order among equals; tables are small and parsed once.
         var sorted: [Route] = []
+        sorted.reserveCapacity(unsorted.count)
         for r in unsorted {
-            var i = sorted.count
-            while i > 0 && r.pattern.moreSpecific(than: sorted[i - 1].pattern) { i -= 1 }
-            sorted.insert(r, at: i)
+            sorted.append(r)
+            var i = sorted.count - 1
+            while i > 0 && r.pattern.moreSpecific(than: sorted[i - 1].pattern) {
+                sorted.swapAt(i, i - 1)
+                i -= 1
+            }
         }
         routes = sorted
-        exact = [:]
-        for (i, r) in sorted.enumerated() where r.pattern.isExact {
-            exact[r.pattern.text, default: []].append(i)
-        }
+        exact = []
+        for i in sorted.indices where sorted[i].pattern.isExact { exact.append(i) }
         var all: [String] = []
         for r in sorted { for m in r.allowList where !all.contains(m) { all.append(m) } }
         if !all.contains("OPTIONS") { all.append("OPTIONS") }
@@ -146,7 +159,7 @@ struct RouteTable: Sendable {
             var lineBytes = bytes[start..<end]
             if lineBytes.last == 0x0D { lineBytes = lineBytes.dropLast() }
             start = end + 1
-            guard let line = String(validating: lineBytes, as: UTF8.self) else {
+            guard let line = validUTF8String(lineBytes) else {
                 throw TableError(line: lineNumber, "not valid UTF-8")
             }
             do throws(LineProblem) {
@@ -238,10 +251,16 @@ struct RouteTable: Sendable {
         var removed: String?
         var replacement: String?
         while let field = fields.next() {
-            guard let eq = field.firstIndex(of: "=") else {
+            // Split at the first '=' as bytes: Character indexing and Substrings cost more
+            // at start than the rest of the line's parse.
+            // (Outside ASCII a '=' byte may start a longer Character: then by Characters.)
+            let u = Array(field.utf8)
+            let eq = u.allSatisfy({ $0 < 0x80 }) ? u.firstIndex(of: UInt8(ascii: "="))
+                : field.firstIndex(of: "=").map { field.utf8.distance(from: field.startIndex, to: $0) }
+            guard let eq else {
                 throw LineProblem("expected key=value after the GONE pattern, got '\(clip(field))'")
             }
-            let key = field[..<eq], value = String(field[field.index(after: eq)...])
+            let key = String(decoding: u[..<eq], as: UTF8.self), value = String(decoding: u[(eq + 1)...], as: UTF8.self)
             switch key {
             case "removed":
                 if removed != nil { throw LineProblem("removed= is given twice") }
@@ -254,7 +273,7 @@ struct RouteTable: Sendable {
                 }
                 replacement = value
             default:
-                throw LineProblem("unknown key '\(clip(String(key)))' on a GONE line (removed=, replacement=)")
+                throw LineProblem("unknown key '\(clip(key))' on a GONE line (removed=, replacement=)")
             }
         }
         guard let removed else { throw LineProblem("a GONE line needs removed=YYYY-MM-DD") }
@@ -265,8 +284,10 @@ struct RouteTable: Sendable {
     static func parseMethods(_ text: String) throws(LineProblem) -> [String]? {
         if text == "*" { return nil }
         var out: [String] = []
-        for part in text.split(separator: ",", omittingEmptySubsequences: false) {
-            let m = String(part)
+        // By bytes for ASCII (all real tables); outside ASCII a ',' byte may start a longer Character.
+        let parts = text.utf8.allSatisfy({ $0 < 0x80 }) ? splitOnByte(text, UInt8(ascii: ","))
+            : text.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+        for m in parts {
             if m.isEmpty { throw LineProblem("empty method in '\(clip(text))'") }
             if m == "*" { throw LineProblem("'*' (any method) cannot be combined with other methods") }
             if m == "GONE" { throw LineProblem("GONE starts a line of its own; it is not a method") }
@@ -284,13 +305,19 @@ struct RouteTable: Sendable {
 
     static func parsePattern(_ text: String) throws(LineProblem) -> PathPattern {
         guard text.hasPrefix("/") else { throw LineProblem("path pattern '\(clip(text))' must start with '/'") }
-        let parts = text.utf8.dropFirst().split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false)
+        // Segments by byte positions: `split` would build an array of slices, whose generic
+        // metadata costs more at start than the parse.
+        let u = Array(text.utf8)
         var segments: [PatternSegment] = []
         var params: [String] = []
         var isPrefix = false
-        for (i, part) in parts.enumerated() {
-            let last = i == parts.count - 1
-            let bytes = Array(part)
+        var end = 0
+        while end < u.count {
+            let start = end + 1                       // after the '/'
+            end = start
+            while end < u.count && u[end] != UInt8(ascii: "/") { end += 1 }
+            let last = end == u.count
+            let bytes = Array(u[start..<end])
             if bytes == [UInt8(ascii: "*")] {
                 guard last else { throw LineProblem("'*' is allowed only as the last segment (a prefix pattern like /static/*)") }
                 isPrefix = true
@@ -400,6 +427,21 @@ struct Fields {
         position = bytes.count
         return r
     }
+}
+
+/// The parts of `text` between `separator`s, empty parts kept, like `split(separator:
+/// omittingEmptySubsequences: false)`, whose array of Substrings costs generic-metadata
+/// work at every start.
+func splitOnByte(_ text: String, _ separator: UInt8) -> [String] {
+    let u = Array(text.utf8)
+    var out: [String] = []
+    var start = 0
+    for i in u.indices where u[i] == separator {
+        out.append(String(decoding: u[start..<i], as: UTF8.self))
+        start = i + 1
+    }
+    out.append(String(decoding: u[start...], as: UTF8.self))
+    return out
 }
 
 /// Keeps messages one short line whatever the input.

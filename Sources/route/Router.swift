@@ -64,8 +64,8 @@ extension RouteTable {
 
     private func match(method: String, path: String, bytes p: UnsafeBufferPointer<UInt8>) -> RouteMatch {
         if let problem = PathCheck.problem(p) { return .badPath(problem) }
-        if let candidates = exact[path] {
-            for i in candidates where routes[i].allows(method) { return .matched(routes[i], params: []) }
+        for i in exact where routes[i].pattern.text == path && routes[i].allows(method) {
+            return .matched(routes[i], params: [])
         }
         for route in routes where route.allows(method) && route.pattern.matches(p) {
             guard !route.pattern.isExact else { return .matched(route, params: []) }

@@ -13,7 +13,7 @@ final class SubscriptionReadTests: XCTestCase {
         store = try DirectoryStore(path: dir)
     }
 
-    func reader(route: String = "subscription", store: Result<any KVStore, KVError>? = nil) -> SubscriptionRead {
+    func reader(route: String = "subscription", store: SubscriptionRead.StoreOpening? = nil) -> SubscriptionRead {
         let now = self.now
         return SubscriptionRead(route: route, grace: 0, store: store ?? .success(self.store), now: { now })
     }

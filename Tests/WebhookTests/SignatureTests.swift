@@ -143,4 +143,17 @@ final class SignatureTests: XCTestCase {
         XCTAssertThrowsError(try StripeSecrets.parseFile("whsec_a whsec_b\n"))
         XCTAssertEqual(StripeSecrets.parseList("whsec_a, whsec_b whsec_c,,"), ["whsec_a", "whsec_b", "whsec_c"])
     }
+
+    /// ASCII files are split as bytes; a trailing non-ASCII comment sends the same text
+    /// down the Character path, which must agree (secrets and error line numbers).
+    func testSecretsFileBytesMatchCharacters() {
+        for text in ["# c\nwhsec_a\r\n\n  whsec_b  \nwhsec_a\n", "a\rb\r\n\rc", " \t\n\u{0B}x\u{0C}\n",
+                     "whsec_a whsec_b\n", "x\n\n y\tz \n", "", "\n\n#a b\n", "\r\r\nw\u{0B}v"] {
+            var bytes: [String]?, characters: [String]?, e1: String?, e2: String?
+            do { bytes = try StripeSecrets.parseFile(text) } catch { e1 = error.message }
+            do { characters = try StripeSecrets.parseFile(text + "\n# \u{e9}") } catch { e2 = error.message }
+            XCTAssertEqual(bytes, characters, text)
+            XCTAssertEqual(e1, e2, text)
+        }
+    }
 }
