@@ -155,7 +155,7 @@ public struct Record: Equatable, Sendable {
             object["body_base64"] = nil
             if newValue.isEmpty {
                 object["body"] = .string("")
-            } else if let s = String(validating: newValue, as: UTF8.self) {
+            } else if let s = validUTF8String(newValue) {
                 object["body"] = .string(s)
             } else {
                 object["body_base64"] = .string(Base64.encode(newValue))
@@ -181,9 +181,31 @@ public struct Record: Equatable, Sendable {
     }
 
     public mutating func setAnnotation(_ key: String, _ value: JSON?) {
+        // A new key in annotations still held raw: appended to the bytes, not parsed into a
+        // tree and written back (~7 k instructions per verify-jwt record).
+        if let value, let i = object.index(of: "annotations"), case .raw(let raw) = object.members[i].storage,
+           let bytes = raw.withBytes({ Self.appending(key, value, toRawObject: $0) }) {
+            object.members[i] = JSONObject.Member("annotations", raw: JSONRaw(bytes, 0, bytes.count))
+            return
+        }
         var notes = object["annotations"]?.object ?? JSONObject()
         notes[key] = value
         object["annotations"] = notes.isEmpty ? nil : .object(notes)
+    }
+
+    /// `{...,"key":value}` from the canonical bytes of an object without `key`; nil when it
+    /// has the key (or is not an object).
+    private static func appending(_ key: String, _ value: JSON, toRawObject p: UnsafeBufferPointer<UInt8>) -> [UInt8]? {
+        guard p.count >= 2, p[0] == UInt8(ascii: "{"), p[p.count - 1] == UInt8(ascii: "}"),
+              JSONReader.member(key, ofRawObject: p) == nil else { return nil }
+        var out = JSONOutput(capacity: p.count + key.utf8.count + 64)
+        out.append(UnsafeBufferPointer(rebasing: p[..<(p.count - 1)]))
+        if p.count > 2 { out.append(UInt8(ascii: ",")) }
+        JSON.writeString(key, into: &out)
+        out.append(UInt8(ascii: ":"))
+        value.write(into: &out)
+        out.append(UInt8(ascii: "}"))
+        return out.array
     }
 
     // MARK: Answering
@@ -234,17 +256,98 @@ public struct FilterError: Error, Sendable {
     }
 }
 
+/// A request's headers list while it is still the line's canonical bytes (validated, no
+/// whitespace, the writer's escapes only), as the ranges of its [name, value] pairs: a
+/// filter that drops and adds headers (verify-jwt) then neither builds the list as JSON
+/// nor re-escapes it; kept pairs are copied as they are (`Record.setHeaders`).
+public struct RawHeaders {
+    public struct Pair {
+        /// The pair's bytes, brackets included.
+        let whole: Range<Int>
+        /// The contents of the name and value strings (quotes excluded).
+        public let name: Range<Int>
+        public let value: Range<Int>
+        /// The value has escapes: its bytes are JSON, not the header's text.
+        public let valueEscaped: Bool
+    }
+    let raw: JSONRaw
+    public let pairs: [Pair]
+
+    public func withBytes<R>(_ body: (UnsafeBufferPointer<UInt8>) -> R) -> R { raw.withBytes(body) }
+
+    /// nil unless every pair is two strings and no name has escapes.
+    init?(_ raw: JSONRaw) {
+        let scanned: [Pair]? = raw.withBytes { p in
+            var pairs: [Pair] = []
+            pairs.reserveCapacity(8)
+            let wellFormed = RawHeaderList.forEachPair(p) { whole, name, value, valueEscaped in
+                pairs.append(Pair(whole: whole, name: name, value: value, valueEscaped: valueEscaped))
+                return true
+            }
+            return wellFormed ? pairs : nil
+        }
+        guard let scanned else { return nil }
+        self.raw = raw
+        pairs = scanned
+    }
+}
+
+extension Record {
+    /// The headers list while it is still the line's bytes; nil when absent, parsed or not
+    /// plain string pairs (the caller then reads `object["headers"]`).
+    public func rawHeaders() -> RawHeaders? {
+        guard let i = object.index(of: "headers"), case .raw(let raw) = object.members[i].storage else { return nil }
+        return RawHeaders(raw)
+    }
+
+    /// Replaces the headers with `kept` pairs of `list` (read from this record by
+    /// `rawHeaders`), in order, then `added`: the kept bytes are copied, the added pairs
+    /// written, and the result stays raw (canonical), so it is written out as one copy.
+    public mutating func setHeaders<S: Sequence>(keeping kept: S, of list: RawHeaders, adding added: [Header])
+        where S.Element == RawHeaders.Pair {
+        var out = JSONOutput(capacity: list.raw.count + 64 * added.count + 2)
+        out.append(UInt8(ascii: "["))
+        list.raw.withBytes { p in
+            for pair in kept {
+                if out.count > 1 { out.append(UInt8(ascii: ",")) }
+                out.append(UnsafeBufferPointer(rebasing: p[pair.whole]))
+            }
+        }
+        for header in added {
+            if out.count > 1 { out.append(UInt8(ascii: ",")) }
+            out.append(UInt8(ascii: "["))
+            JSON.writeString(header.name, into: &out)
+            out.append(UInt8(ascii: ","))
+            JSON.writeString(header.value, into: &out)
+            out.append(UInt8(ascii: "]"))
+        }
+        out.append(UInt8(ascii: "]"))
+        let bytes = out.array
+        let member = JSONObject.Member("headers", raw: JSONRaw(bytes, 0, bytes.count))
+        if let i = object.index(of: "headers") { object.members[i] = member } else { object.members.append(member) }
+    }
+}
+
 /// A scan of a raw, canonical headers list (`[["name","value"],...]`: validated, no
 /// whitespace), for lookups that would otherwise build every pair.
 enum RawHeaderList {
-    static func scan(_ p: UnsafeBufferPointer<UInt8>, for wanted: UnsafeBufferPointer<UInt8>,
-                     _ found: (String) -> Bool) -> Bool {
+    /// Calls `body` with each pair's ranges (the whole pair, the name's and the value's
+    /// contents) until it returns false; returns false when the list is not plain string
+    /// pairs or a name has escapes.
+    static func forEachPair(_ p: UnsafeBufferPointer<UInt8>,
+                            _ body: (_ whole: Range<Int>, _ name: Range<Int>, _ value: Range<Int>, _ valueEscaped: Bool) -> Bool) -> Bool {
         let quote = UInt8(ascii: "\""), backslash = UInt8(ascii: "\\")
         guard p.count >= 2, p[0] == UInt8(ascii: "[") else { return false }
         if p[1] == UInt8(ascii: "]") { return true }
-        var i = 1
-        // Past the closing quote of the string whose content starts at i; whether it had escapes.
+        let base = p.baseAddress!
+        // Past the closing quote of the string whose content starts at i; whether it had
+        // escapes. memchr to the next quote, then for a backslash before it: a byte loop
+        // over a ~1 KB token cost ~5 k instructions per record. The bytes were validated
+        // as JSON, so every string has its closing quote.
         func endOfString(_ i: inout Int) -> Bool {
+            guard let q = memchr(base + i, Int32(quote), p.count - i) else { return false }
+            let end = base.distance(to: q.assumingMemoryBound(to: UInt8.self))
+            if memchr(base + i, Int32(backslash), end - i) == nil { i = end + 1; return false }
             var escaped = false
             while p[i] != quote {
                 if p[i] == backslash { escaped = true; i += 2 } else { i += 1 }
@@ -252,34 +355,41 @@ enum RawHeaderList {
             i += 1
             return escaped
         }
+        var i = 1
         while true {
             guard p[i] == UInt8(ascii: "["), p[i + 1] == quote else { return false }
+            let pairStart = i
             i += 2
             let nameStart = i
-            let nameEscaped = endOfString(&i)
+            guard !endOfString(&i), p[i] == UInt8(ascii: ","), p[i + 1] == quote else { return false }
             let nameEnd = i - 1
-            guard !nameEscaped, p[i] == UInt8(ascii: ","), p[i + 1] == quote else { return false }
             i += 2
             let valueStart = i
             let valueEscaped = endOfString(&i)
             let valueEnd = i - 1
             guard p[i] == UInt8(ascii: "]") else { return false }
             i += 1
-            if nameEnd - nameStart == wanted.count,
-               wanted.isEmpty || memcmp(p.baseAddress! + nameStart, wanted.baseAddress!, wanted.count) == 0 {
-                let value: String
-                if valueEscaped {
-                    let literal = UnsafeBufferPointer(rebasing: p[(valueStart - 1)...valueEnd])
-                    guard let s = (try? JSONReader.parse(literal))?.string else { return false }
-                    value = s
-                } else {
-                    value = String(decoding: UnsafeBufferPointer(rebasing: p[valueStart..<valueEnd]), as: UTF8.self)
-                }
-                if !found(value) { return true }
-            }
+            if !body(pairStart..<i, nameStart..<nameEnd, valueStart..<valueEnd, valueEscaped) { return true }
             if p[i] == UInt8(ascii: "]") { return true }
             guard p[i] == UInt8(ascii: ",") else { return false }
             i += 1
         }
+    }
+
+    /// Calls `found` with the value of each pair named `wanted` until it returns false.
+    static func scan(_ p: UnsafeBufferPointer<UInt8>, for wanted: UnsafeBufferPointer<UInt8>,
+                     _ found: (String) -> Bool) -> Bool {
+        var undecodable = false
+        let wellFormed = forEachPair(p) { _, name, value, valueEscaped in
+            guard name.count == wanted.count,
+                  wanted.isEmpty || memcmp(p.baseAddress! + name.lowerBound, wanted.baseAddress!, wanted.count) == 0 else { return true }
+            if valueEscaped {
+                let literal = UnsafeBufferPointer(rebasing: p[(value.lowerBound - 1)...value.upperBound])
+                guard let s = (try? JSONReader.parse(literal))?.string else { undecodable = true; return false }
+                return found(s)
+            }
+            return found(String(decoding: UnsafeBufferPointer(rebasing: p[value]), as: UTF8.self))
+        }
+        return wellFormed && !undecodable
     }
 }

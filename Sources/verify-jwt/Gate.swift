@@ -44,6 +44,7 @@ final class Gate {
 
     func handle(_ record: inout Record) {
         let publicRoute = isPublic(record)
+        if !publicRoute, let raw = record.rawHeaders(), handleRaw(&record, raw) { return }
         var kept: [JSON] = []
         var authorizations: [JSON] = []
         var changed = false
@@ -127,15 +128,23 @@ final class Gate {
             return try keys.verifier(kid: kid, algorithm: algorithm)
         }
         let contiguous: Result<(String, JSONObject), JWTError>? = token.utf8.withContiguousStorageIfAvailable { bytes in
-            Result { () throws(JWTError) in try verify(token, bytes: bytes, now: now, currentVerifier) }
+            Result { () throws(JWTError) in try verify(bytes: bytes, now: now, currentVerifier) }
         }
         if let contiguous { return try contiguous.get() }
         return try Array(token.utf8).withUnsafeBufferPointer { bytes throws(JWTError) in
-            try verify(token, bytes: bytes, now: now, currentVerifier)
+            try verify(bytes: bytes, now: now, currentVerifier)
         }
     }
 
-    private func verify(_ token: Substring, bytes: UnsafeBufferPointer<UInt8>, now: Int,
+    private func verify(bytes: UnsafeBufferPointer<UInt8>) throws(JWTError) -> (String, JSONObject) {
+        let keys = self.keys
+        return try verify(bytes: bytes, now: now()) { kid, algorithm throws(JWTError) in
+            guard let keys else { throw .keysUnavailable }
+            return try keys.verifier(kid: kid, algorithm: algorithm)
+        }
+    }
+
+    private func verify(bytes: UnsafeBufferPointer<UInt8>, now: Int,
                         _ currentVerifier: (String, SignatureAlgorithm) throws(JWTError) -> SignatureVerifier?) throws(JWTError) -> (String, JSONObject) {
         if let hit = cache.lookup(bytes, now: now, isCurrent: { entry in
             // A key store that cannot answer now is no hit: the full path reports why.
@@ -144,7 +153,7 @@ final class Gate {
             return (hit.subject, hit.claims)
         }
         var used: SignatureVerifier?
-        let verified = try verifier.verify(token, now: now) { kid, alg throws(JWTError) in
+        let verified = try verifier.verify(bytes: bytes, now: now) { kid, alg throws(JWTError) in
             used = try currentVerifier(kid, alg)
             return used
         }
@@ -154,6 +163,102 @@ final class Gate {
                                                   verifiedAt: now, expiresAt: verified.expiresAt))
         }
         return (verified.subject, verified.claims)
+    }
+
+    /// `handle` for a protected route whose headers are still the line's bytes: the same
+    /// decisions, made on the pairs' bytes, and the token verified where it lies. Without
+    /// this, the header list (with its ~1 KB token) was built as JSON, the token made a
+    /// String, and the kept headers re-escaped on output. Returns false, having changed
+    /// nothing, for what it leaves to the general path (upper-case names, an escaped token).
+    private func handleRaw(_ record: inout Record, _ list: RawHeaders) -> Bool {
+        enum Outcome { case general, missing, twice, notBearer, token(Range<Int>) }
+        let outcome: Outcome = list.withBytes { p in
+            var authorization: RawHeaders.Pair?
+            for pair in list.pairs {
+                let name = UnsafeBufferPointer(rebasing: p[pair.name])
+                for b in name where b >= 0x41 && b <= 0x5A { return .general }
+                if name.starts(with: Self.injectedPrefix) { continue }
+                if !injectedNames.isEmpty && injectedNames.contains(String(decoding: name, as: UTF8.self)) { continue }
+                if name.elementsEqual(Self.authorizationName) {
+                    if authorization != nil { return .twice }
+                    authorization = pair
+                }
+            }
+            guard let authorization else { return .missing }
+            guard !authorization.valueEscaped else { return .general }
+            guard let start = Self.bearerTokenStart(UnsafeBufferPointer(rebasing: p[authorization.value])) else { return .notBearer }
+            return .token(authorization.value.lowerBound + start..<authorization.value.upperBound)
+        }
+        let token: Range<Int>
+        switch outcome {
+        case .general: return false
+        case .twice:
+            reject(&record, status: 400, code: "invalid_request", reason: "more than one Authorization header",
+                   challenge: "Bearer error=\"invalid_request\", error_description=\"more than one Authorization header\"")
+            return true
+        case .missing:
+            reject(&record, status: 401, code: "unauthorized", reason: "a Bearer token is required", challenge: "Bearer")
+            return true
+        case .notBearer:
+            reject(&record, status: 401, code: "unauthorized", reason: "the Authorization scheme must be Bearer",
+                   challenge: "Bearer")
+            return true
+        case .token(let range): token = range
+        }
+
+        let subject: String
+        let claims: JSONObject
+        do {
+            (subject, claims) = try list.withBytes { p in
+                Result { () throws(JWTError) in
+                    let bytes = UnsafeBufferPointer(rebasing: p[token])
+                    if settings.insecureNoVerify { return try Self.unverifiedSubject(bytes, maxBytes: verifier.maxTokenBytes) }
+                    return try verify(bytes: bytes)
+                }
+            }.get()
+        } catch .keysUnavailable {
+            reject(&record, status: 503, code: "keys_unavailable",
+                   reason: "token signing keys are unavailable; try again later",
+                   extra: [Header("retry-after", String(settings.retryAfter))], audit: "signing keys unavailable")
+            return true
+        } catch {
+            let reason = error.reason
+            reject(&record, status: 401, code: "invalid_token", reason: reason,
+                   challenge: "Bearer error=\"invalid_token\", error_description=\"\(reason)\"")
+            return true
+        }
+
+        var added = [Header(Self.uidHeader, subject)]
+        for (claim, header) in settings.claimHeaders {
+            if let value = claims[claim].flatMap(Self.headerValue) { added.append(Header(header, value)) }
+        }
+        // Kept: every pair but the injected names and the Authorization (all lower-case here).
+        let kept = list.withBytes { p in
+            list.pairs.filter { pair in
+                let name = UnsafeBufferPointer(rebasing: p[pair.name])
+                return !name.starts(with: Self.injectedPrefix) && !name.elementsEqual(Self.authorizationName)
+                    && (injectedNames.isEmpty || !injectedNames.contains(String(decoding: name, as: UTF8.self)))
+            }
+        }
+        record.setHeaders(keeping: kept, of: list, adding: added)
+        record.setAnnotation(AnnotationKey.auth, .object(JSONObject([("uid", .string(subject))])))
+        return true
+    }
+
+    private static let authorizationName = Array("authorization".utf8)
+
+    /// Where the token of `Bearer <token>` starts in a header value's bytes, else nil
+    /// (the rules of `bearerToken`).
+    static func bearerTokenStart(_ value: UnsafeBufferPointer<UInt8>) -> Int? {
+        guard value.count > 7 else { return nil }
+        var i = 0
+        for expected in "bearer".utf8 {
+            guard value[i] | 0x20 == expected else { return nil }
+            i += 1
+        }
+        guard value[i] == UInt8(ascii: " ") else { return nil }
+        while i < value.count && value[i] == UInt8(ascii: " ") { i += 1 }
+        return i < value.count ? i : nil
     }
 
     private func reject(_ record: inout Record, status: Int, code: String, reason: String, challenge: String? = nil,
@@ -213,6 +318,12 @@ final class Gate {
 
     /// The bypass: structure and subject only, no signature, no claims.
     static func unverifiedSubject(_ token: Substring, maxBytes: Int) throws(JWTError) -> (String, JSONObject) {
+        let jws = try CompactJWS.parse(token, maxBytes: maxBytes)
+        guard case .string(let sub)? = jws.payload["sub"], ClaimsPolicy.isValidSubject(sub) else { throw .invalidSubject }
+        return (sub, jws.payload)
+    }
+
+    static func unverifiedSubject(_ token: UnsafeBufferPointer<UInt8>, maxBytes: Int) throws(JWTError) -> (String, JSONObject) {
         let jws = try CompactJWS.parse(token, maxBytes: maxBytes)
         guard case .string(let sub)? = jws.payload["sub"], ClaimsPolicy.isValidSubject(sub) else { throw .invalidSubject }
         return (sub, jws.payload)

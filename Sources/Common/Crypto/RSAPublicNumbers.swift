@@ -14,6 +14,9 @@ final class RSAPublicNumbers {
     private let n: OpaquePointer       // BIGNUM*
     private let e: OpaquePointer       // BIGNUM*
     private let montgomery: OpaquePointer   // BN_MONT_CTX* for n
+    /// BN_CTX* kept for every verification (like SignatureVerifier's digest context: one key
+    /// is used by one thread): no BN_CTX_new, BN_CTX_free and their cleansing per token.
+    private let scratch: OpaquePointer
     /// The modulus's length in bytes (k in RFC 8017), which every signature must have.
     let size: Int
     let bits: Int
@@ -26,15 +29,13 @@ final class RSAPublicNumbers {
             failure = CryptoError("invalid RSA parameters")
         }
         let context = failure == nil ? BN_MONT_CTX_new() : nil
-        if failure == nil {
-            let scratch = BN_CTX_new()
-            if context == nil || scratch == nil || BN_MONT_CTX_set(context, n, scratch) != 1 {
-                failure = CryptoError("cannot prepare the RSA modulus")
-            }
-            if let scratch { BN_CTX_free(scratch) }
+        let scratch = failure == nil ? BN_CTX_new() : nil
+        if failure == nil, context == nil || scratch == nil || BN_MONT_CTX_set(context, n, scratch) != 1 {
+            failure = CryptoError("cannot prepare the RSA modulus")
         }
-        guard failure == nil, let context else {
+        guard failure == nil, let context, let scratch else {
             if let context { BN_MONT_CTX_free(context) }
+            if let scratch { BN_CTX_free(scratch) }
             BN_free(n)
             BN_free(e)
             throw failure ?? CryptoError("cannot prepare the RSA modulus")
@@ -42,6 +43,7 @@ final class RSAPublicNumbers {
         self.n = n
         self.e = e
         montgomery = context
+        self.scratch = scratch
         bits = Int(BN_num_bits(n))
         size = (bits + 7) / 8
     }
@@ -60,6 +62,7 @@ final class RSAPublicNumbers {
 
     deinit {
         BN_MONT_CTX_free(montgomery)
+        BN_CTX_free(scratch)
         BN_free(n)
         BN_free(e)
     }
@@ -71,12 +74,17 @@ final class RSAPublicNumbers {
         return (n, e)
     }
 
-    /// The ASN.1 DigestInfo prefixes of RFC 8017 §9.2, note 1 (the hash follows).
+    /// The ASN.1 DigestInfo prefixes of RFC 8017 §9.2, note 1 (the hash follows). Constants,
+    /// so a verification does not build an array.
+    private static let sha256Prefix: [UInt8] = [0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05, 0x00, 0x04, 0x20]
+    private static let sha384Prefix: [UInt8] = [0x30, 0x41, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x02, 0x05, 0x00, 0x04, 0x30]
+    private static let sha512Prefix: [UInt8] = [0x30, 0x51, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x03, 0x05, 0x00, 0x04, 0x40]
+
     static func digestInfoPrefix(_ digest: SignatureAlgorithm.Digest) -> [UInt8]? {
         switch digest {
-        case .sha256: return [0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05, 0x00, 0x04, 0x20]
-        case .sha384: return [0x30, 0x41, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x02, 0x05, 0x00, 0x04, 0x30]
-        case .sha512: return [0x30, 0x51, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x03, 0x05, 0x00, 0x04, 0x40]
+        case .sha256: return sha256Prefix
+        case .sha384: return sha384Prefix
+        case .sha512: return sha512Prefix
         case .none: return nil
         }
     }
@@ -88,23 +96,27 @@ final class RSAPublicNumbers {
         let k = size
         // RFC 8017 §8.2.2 step 1, and EMSA-PKCS1-v1_5 step 3 (at least 8 bytes of 0xFF).
         guard signature.count == k, k >= prefix.count + hash.count + 11 else { return false }
-        guard let ctx = BN_CTX_new() else { return false }
-        defer { BN_CTX_free(ctx) }
+        let ctx = scratch
         BN_CTX_start(ctx)
         defer { BN_CTX_end(ctx) }
-        guard let s = BN_CTX_get(ctx), let m = BN_CTX_get(ctx),
+        guard let s = BN_CTX_get(ctx), let m = BN_CTX_get(ctx), let em = BN_CTX_get(ctx),
               BN_bin2bn(sig, Int32(k), s) != nil,
               BN_ucmp(s, n) < 0,                                   // RSAVP1 step 1: s in [0, n-1]
               BN_mod_exp_mont(m, s, e, n, ctx, montgomery) == 1 else { return false }
-        var expected = [UInt8](repeating: 0xFF, count: k)
-        expected[0] = 0x00
-        expected[1] = 0x01
-        let t = k - prefix.count - hash.count
-        expected[t - 1] = 0x00
-        for i in 0..<prefix.count { expected[t + i] = prefix[i] }
-        for i in 0..<hash.count { expected[t + prefix.count + i] = h[i] }
-        var encoded = [UInt8](repeating: 0, count: k)
-        let written = encoded.withUnsafeMutableBufferPointer { BN_bn2binpad(m, $0.baseAddress, Int32(k)) }
-        return written == Int32(k) && encoded == expected
+        // The expected encoded message EM, built in a stack buffer, read as the integer OS2IP(EM)
+        // and compared with m: the same comparison as I2OSP(m, k) == EM (both sides are below
+        // 256^k, where I2OSP is one-to-one), without BN_bn2binpad's constant-time byte loop
+        // (~6 k instructions) or two heap arrays.
+        return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: k) { buffer in
+            let expected = buffer.baseAddress!
+            expected.initialize(repeating: 0xFF, count: k)
+            expected[0] = 0x00
+            expected[1] = 0x01
+            let t = k - prefix.count - hash.count
+            expected[t - 1] = 0x00
+            for i in 0..<prefix.count { expected[t + i] = prefix[i] }
+            (expected + t + prefix.count).update(from: h, count: hash.count)
+            return BN_bin2bn(expected, Int32(k), em) != nil && BN_cmp(m, em) == 0
+        }
     }
 }

@@ -26,7 +26,17 @@ public struct JWTVerifier: Sendable {
     /// throw `.keysUnavailable`, `.keyMismatch` or `.unusableKey`.
     public func verify<S: StringProtocol>(_ token: S, now: Int,
                        keys: (String, SignatureAlgorithm) throws(JWTError) -> SignatureVerifier?) throws(JWTError) -> Verified {
-        let jws = try CompactJWS.parse(token, maxBytes: maxTokenBytes)
+        try verify(CompactJWS.parse(token, maxBytes: maxTokenBytes), now: now, keys: keys)
+    }
+
+    /// The same for a token's bytes (as a header list holds them: no String is made).
+    public func verify(bytes token: UnsafeBufferPointer<UInt8>, now: Int,
+                       keys: (String, SignatureAlgorithm) throws(JWTError) -> SignatureVerifier?) throws(JWTError) -> Verified {
+        try verify(CompactJWS.parse(token, maxBytes: maxTokenBytes), now: now, keys: keys)
+    }
+
+    private func verify(_ jws: CompactJWS, now: Int,
+                        keys: (String, SignatureAlgorithm) throws(JWTError) -> SignatureVerifier?) throws(JWTError) -> Verified {
         // "none" and every HMAC name fall out here: they are not SignatureAlgorithm cases.
         guard let algorithm = SignatureAlgorithm(rawValue: jws.algorithm), algorithms.contains(algorithm) else {
             throw .algorithmNotAllowed
