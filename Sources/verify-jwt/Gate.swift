@@ -121,19 +121,11 @@ final class Gate {
     /// The subject and claims of a valid token: from the cache when this exact token verified
     /// before and is still within its window under the same key, else verified in full.
     private func verify(_ token: Substring) throws(JWTError) -> (String, JSONObject) {
-        let now = self.now()
-        let keys = self.keys
-        func currentVerifier(_ kid: String, _ algorithm: SignatureAlgorithm) throws(JWTError) -> SignatureVerifier? {
-            guard let keys else { throw .keysUnavailable }
-            return try keys.verifier(kid: kid, algorithm: algorithm)
-        }
         let contiguous: Result<(String, JSONObject), JWTError>? = token.utf8.withContiguousStorageIfAvailable { bytes in
-            Result { () throws(JWTError) in try verify(bytes: bytes, now: now, currentVerifier) }
+            Result { () throws(JWTError) in try verify(bytes: bytes) }
         }
         if let contiguous { return try contiguous.get() }
-        return try Array(token.utf8).withUnsafeBufferPointer { bytes throws(JWTError) in
-            try verify(bytes: bytes, now: now, currentVerifier)
-        }
+        return try Array(token.utf8).withUnsafeBufferPointer { bytes throws(JWTError) in try verify(bytes: bytes) }
     }
 
     private func verify(bytes: UnsafeBufferPointer<UInt8>) throws(JWTError) -> (String, JSONObject) {
