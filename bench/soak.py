@@ -608,6 +608,12 @@ def flood_phase(work, n, max_connections, timeout, result, problems):
         svc.wait_idle()          # the start-up probe's pipeline has ended
         held = Conn(svc.port)
         held_ok = held.exchange(http("GET", "/healthz"))[0] == 200
+        # The start-up probe's connection may still be in the backlog when wait_idle looks,
+        # its short-lived pipeline starting only now: give it time to go, so what is counted
+        # is the held connection's pipelines (one, or the check below fails).
+        deadline = time.time() + 5
+        while len(svc.children()) > 1 and time.time() < deadline:
+            time.sleep(0.05)
         base_children = len(svc.children())
         threads = [threading.Thread(target=one, args=(i,), daemon=True) for i in range(n)]
         for t in threads:
