@@ -3,8 +3,8 @@ nginx or HAProxy (config from pipelines/nginx or pipelines/haproxy, self-signed 
 loopback ports in front of pipelines/serve, and real clients talk to it over HTTP and HTTPS.
 
 To see what the filters see, the service runs from a private binary directory where
-`http-decode` is a wrapper that logs each start (one start = one pipeline = one upstream
-connection) and `route` a wrapper that copies the records it receives (so `remote` is
+`http-decode` is a wrapper that logs each start with its pipeline kind (one start = one
+pipeline = one upstream connection) and `route` a wrapper that copies the records it receives (so `remote` is
 checked as a filter reads it). A proxy that is not installed is skipped, naming its package."""
 import http.client
 import json
@@ -18,6 +18,7 @@ import subprocess
 import time
 
 import pytest
+import stripe
 
 from conftest import BIN, PIPELINES, binary, free_port, wait_for_port, stop_group
 
@@ -46,7 +47,8 @@ class RecordingBin:
             if entry.is_file() and os.access(entry, os.X_OK):
                 (self.path / entry.name).symlink_to(entry)
         prefix = f"{tag} " if tag else ""
-        self._wrap("http-decode", f'echo "{prefix}$$" >> {self.starts}\nexec {BIN}/http-decode "$@"\n')
+        self._wrap("http-decode", f'echo "{prefix}$$ $EDGEPIPE_PIPELINE" >> {self.starts}\n'
+                                  f'exec {BIN}/http-decode "$@"\n')
         # tee writes each read at once (coreutils tee does not buffer), so records arrive in time.
         self._wrap("route", f'tee -a {self.records} | exec {BIN}/route "$@"\n')
 
@@ -63,7 +65,11 @@ class RecordingBin:
         self.records.write_text("")
 
     def start_pids(self):
-        return [int(line) for line in self.starts.read_text().split()]
+        return [int(line.split()[-2]) for line in self.start_lines()]
+
+    def start_kinds(self):
+        """The kind (full, read, write) of each pipeline started, in order."""
+        return [line.split()[-1] for line in self.start_lines()]
 
     def start_lines(self):
         return self.starts.read_text().splitlines()
@@ -82,9 +88,10 @@ class RecordingBin:
 class Front:
     """pipelines/front with one proxy on free loopback ports, in its own session."""
 
-    def __init__(self, tmp_path, proxy, bin_dir, workers=1, service=True):
+    def __init__(self, tmp_path, proxy, bin_dir, workers=1, service=True, pipelines="split"):
         need(proxy)
         self.port, self.tls_port, self.upstream_port = free_port(), free_port(), free_port()
+        self.write_upstream_port = free_port()
         self.data = tmp_path / "data"
         env = dict(os.environ)
         env.pop("EDGEPIPE_TRUSTED_PROXIES", None)
@@ -93,7 +100,8 @@ class Front:
         self.log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
             [str(PIPELINES / "front"), "--proxy", proxy, "--port", str(self.port), "--tls-port", str(self.tls_port),
-             "--upstream-port", str(self.upstream_port), "--workers", str(workers), "--keepalive", "4",
+             "--upstream-port", str(self.upstream_port), "--write-upstream-port", str(self.write_upstream_port),
+             "--pipelines", pipelines, "--workers", str(workers), "--keepalive", "4",
              *([] if service else ["--no-service"])],
             env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
@@ -139,8 +147,8 @@ class Front:
         self.log.close()
 
 
-def exchange(conn, path, headers=None):
-    conn.request("GET", path, headers=headers or {})
+def exchange(conn, path, headers=None, method="GET", body=None):
+    conn.request(method, path, body=body, headers=headers or {})
     resp = conn.getresponse()
     return resp.status, resp.read()
 
@@ -151,6 +159,32 @@ def get(front, path, tls=False, headers=None):
         return exchange(conn, path, headers)
     finally:
         conn.close()
+
+
+def post_checkout(front, uid, tls=False):
+    """A checkout.session.completed for uid, signed by Stripe's own library with the
+    service's secret, posted through the front."""
+    payload = json.dumps({
+        "id": f"evt_{uid}", "object": "event", "type": "checkout.session.completed", "created": int(time.time()),
+        "data": {"object": {"id": f"cs_{uid}", "object": "checkout.session", "mode": "subscription",
+                            "client_reference_id": uid, "customer": f"cus_{uid}", "subscription": f"sub_{uid}",
+                            "payment_status": "paid", "status": "complete"}}})
+    secret = (front.data / "stripe-webhook-secrets").read_text().split()[0]
+    header = stripe.WebhookSignature.generate_signature_header(payload, secret, timestamp=int(time.time()))
+    conn = front.connection(tls)
+    try:
+        return exchange(conn, "/v1/webhooks/stripe", {"Stripe-Signature": header, "Content-Type": "application/json"},
+                        method="POST", body=payload)
+    finally:
+        conn.close()
+
+
+def read_subscription(front, uid, tls=False):
+    token = subprocess.run([str(BIN / "sign-jwt"), "dev", "--uid", uid],
+                           env={**os.environ, "EDGEPIPE_DATA": str(front.data)},
+                           capture_output=True, text=True, check=True).stdout.strip()
+    status, body = get(front, "/v1/subscription", tls, {"Authorization": f"Bearer {token}"})
+    return status, json.loads(body)
 
 
 @pytest.fixture
@@ -199,6 +233,71 @@ def test_front_serves_several_requests_on_one_client_connection(front, recording
     assert statuses == [200, 404, 410, 200, 200]
     assert [r["path"] for r in recording.seen(5)] == ["/healthz", "/nope", "/v1/profile", "/healthz", "/healthz"]
     assert len(recording.start_pids()) == 1
+
+
+def test_front_sends_webhooks_to_write_pipelines_and_the_rest_to_read_pipelines(front, recording):
+    status, body = read_subscription(front, "carol")
+    assert (status, body["status"]) == (200, "none")
+    assert post_checkout(front, "carol") == (200, b'{"received":true}')
+    status, body = read_subscription(front, "carol", tls=True)
+    assert (status, body["status"]) == (200, "active")
+    assert get(front, "/healthz")[0] == 200
+    # One read pipeline served the three reads; the webhook started the one write pipeline.
+    assert recording.start_kinds() == ["read", "write"], front.diagnostics()
+    assert [r["path"] for r in recording.seen(4)] == \
+        ["/v1/subscription", "/v1/webhooks/stripe", "/v1/subscription", "/healthz"]
+    assert '"evt_carol"' in (front.data / "audit" / "audit.log").read_text()
+
+
+def test_read_pipelines_answer_a_webhook_sent_to_them_with_a_json_502(tmp_path, recording):
+    """Only a misconfigured proxy sends a webhook to the read service; it is refused with a
+    reason, never dropped and never half-applied."""
+    f = Front(tmp_path, "nginx", recording.path)
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", f.upstream_port, timeout=TIMEOUT)
+        try:
+            status, body = exchange(conn, "/v1/webhooks/stripe", {"Stripe-Signature": "t=1,v1=00"},
+                                    method="POST", body="{}")
+        finally:
+            conn.close()
+    finally:
+        f.stop()
+    assert status == 502
+    assert json.loads(body) == {"error": "no_response", "message": "no filter of this pipeline answers route stripe-webhook"}
+    assert not (f.data / "audit" / "audit.log").exists() or "stripe" not in (f.data / "audit" / "audit.log").read_text()
+
+
+@pytest.mark.parametrize("proxy", PROXIES)
+def test_front_with_one_pipeline_kind_serves_everything_from_full_pipelines(tmp_path, recording, proxy):
+    f = Front(tmp_path, proxy, recording.path, pipelines="one")
+    recording.reset()
+    try:
+        assert post_checkout(f, "dave") == (200, b'{"received":true}')
+        status, body = read_subscription(f, "dave")
+        assert (status, body["status"]) == (200, "active")
+    finally:
+        f.stop()
+    # Both requests on full pipelines of the one service (nginx keeps its two pools apart).
+    assert set(recording.start_kinds()) == {"full"} and 1 <= len(recording.start_kinds()) <= 2
+    assert "write pipelines" not in f.log_path.read_text()
+
+
+def test_serve_refuses_an_unknown_pipeline_kind(tmp_path):
+    out = subprocess.run([str(PIPELINES / "serve"), "--pipeline", "writes", "--port", str(free_port())],
+                         env={**os.environ, "EDGEPIPE_BIN": str(BIN), "EDGEPIPE_DATA": str(tmp_path / "data")},
+                         capture_output=True, text=True, timeout=TIMEOUT)
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines()[-1] == "serve: unknown pipeline writes (full, read or write)"
+
+
+def test_the_proxy_configs_send_the_route_tables_webhook_path_to_write_pipelines():
+    """The proxies route by path, so their webhook path must be the route table's."""
+    [path] = [line.split()[1] for line in (PIPELINES / "routes").read_text().splitlines()
+              if not line.startswith("#") and line.split()[2:3] == ["stripe-webhook"]]
+    nginx = (PIPELINES / "nginx" / "edgepipe.conf").read_text()
+    assert f"location = {path} {{\n            proxy_pass http://edgepipe_write;" in nginx
+    haproxy = (PIPELINES / "haproxy" / "edgepipe.cfg").read_text()
+    assert f"use_backend edgepipe_write if {{ path {path} }}" in haproxy
 
 
 def test_front_reuses_upstream_pipelines_across_client_connections(front, recording):

@@ -140,6 +140,20 @@ def test_unanswered_request_becomes_502_json():
     assert "no filter answered" in stderr
 
 
+def test_unanswered_request_names_its_route():
+    """A request whose route no stage of this pipeline serves (a webhook sent to read
+    pipelines) says which route, to the client and in the log."""
+    req = {"id": "5", "method": "POST", "path": "/v1/webhooks/stripe", "query": "", "version": "HTTP/1.1",
+           "headers": [["host", "h"]], "body": "{}", "keep_alive": True,
+           "annotations": {"route": {"name": "stripe-webhook", "params": {}}}}
+    out, stderr, rc = encode([req])
+    [r] = parse_responses(out)
+    assert r[0] == 502
+    assert json.loads(r[2]) == {"error": "no_response",
+                                "message": "no filter of this pipeline answers route stripe-webhook"}
+    assert "no filter answered request 5 (route stripe-webhook)" in stderr
+
+
 def test_malformed_line_becomes_500_and_closes():
     out, stderr, rc = encode(["{not json", response(body="never")])
     assert rc == 0
