@@ -88,7 +88,7 @@ class RecordingBin:
 class Front:
     """pipelines/front with one proxy on free loopback ports, in its own session."""
 
-    def __init__(self, tmp_path, proxy, bin_dir, workers=1, service=True, pipelines="split"):
+    def __init__(self, tmp_path, proxy, bin_dir, workers=1, service=True, pipelines="split", extra=()):
         need(proxy)
         self.port, self.tls_port, self.upstream_port = free_port(), free_port(), free_port()
         self.write_upstream_port = free_port()
@@ -102,7 +102,7 @@ class Front:
             [str(PIPELINES / "front"), "--proxy", proxy, "--port", str(self.port), "--tls-port", str(self.tls_port),
              "--upstream-port", str(self.upstream_port), "--write-upstream-port", str(self.write_upstream_port),
              "--pipelines", pipelines, "--workers", str(workers), "--keepalive", "4",
-             *([] if service else ["--no-service"])],
+             *([] if service else ["--no-service"]), *extra],
             env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             # Only the proxy's ports: pipelines/front starts the proxy once the service listens,
@@ -298,6 +298,67 @@ def test_the_proxy_configs_send_the_route_tables_webhook_path_to_write_pipelines
     assert f"location = {path} {{\n            proxy_pass http://edgepipe_write;" in nginx
     haproxy = (PIPELINES / "haproxy" / "edgepipe.cfg").read_text()
     assert f"use_backend edgepipe_write if {{ path {path} }}" in haproxy
+
+
+def pipeline_cpus(first_stage_pid):
+    """Each stage's allowed CPUs, for the pipeline whose first stage has this pid: the
+    stages are the children of the connection's shell."""
+    shell = int(open(f"/proc/{first_stage_pid}/stat").read().rsplit(")", 1)[1].split()[1])
+    stages = [int(p) for p in open(f"/proc/{shell}/task/{shell}/children").read().split()]
+    cpus = {}
+    for pid in stages:
+        status = dict(line.split(":\t", 1) for line in open(f"/proc/{pid}/status").read().splitlines() if ":\t" in line)
+        cpus[status["Name"]] = status["Cpus_allowed_list"].strip()
+    return cpus
+
+
+def online_cpus():
+    online = open("/sys/devices/system/cpu/online").read().strip()
+    return int(online[2:]) + 1 if re.fullmatch(r"0-\d+", online) else 1
+
+
+@pytest.mark.parametrize("pin", [True, False], ids=["pinned", "no-pin"])
+def test_front_keeps_each_pipeline_on_one_cpu_unless_told_not_to(tmp_path, recording, pin):
+    if online_cpus() < 2:
+        pytest.skip("one CPU online: nothing to pin")
+    f = Front(tmp_path, "nginx", recording.path, extra=[] if pin else ["--no-pin"])
+    recording.reset()
+    try:
+        assert get(f, "/healthz")[0] == 200
+        [pid] = recording.start_pids()
+        cpus = pipeline_cpus(pid)
+    finally:
+        f.stop()
+    assert set(cpus) == {"http-decode", "route", "verify-jwt", "kv", "http-encode"}
+    everything = f"0-{online_cpus() - 1}"
+    if pin:
+        [cpu] = set(cpus.values())
+        assert cpu != everything and int(cpu) < online_cpus(), cpus
+    else:
+        assert set(cpus.values()) == {everything}, cpus
+
+
+def test_each_pipelines_cpu_follows_its_peers_port(tmp_path, recording):
+    """The CPU is the peer's port / 2 modulo the CPUs online: a proxy's successive
+    connections take successive even ports, so its pipelines go round the CPUs."""
+    if online_cpus() < 2:
+        pytest.skip("one CPU online: nothing to pin")
+    f = Front(tmp_path, "nginx", recording.path)
+    recording.reset()
+    conns = []
+    try:
+        for _ in range(6):
+            conn = http.client.HTTPConnection("127.0.0.1", f.upstream_port, timeout=TIMEOUT)
+            assert exchange(conn, "/healthz")[0] == 200   # connected, and its pipeline started
+            conns.append((conn, conn.sock.getsockname()[1], recording.start_pids()[-1]))
+        assert len(recording.start_pids()) == 6
+        seen = [(port, pipeline_cpus(pid)) for _, port, pid in conns]
+    finally:
+        for conn, _, _ in conns:
+            conn.close()
+        f.stop()
+    for port, cpus in seen:
+        assert set(cpus.values()) == {str(port // 2 % online_cpus())}, (port, cpus)
 
 
 def test_front_reuses_upstream_pipelines_across_client_connections(front, recording):
