@@ -235,7 +235,8 @@ wrk_all() {
     for spec in nginx:socat nginx:tcpserver haproxy:socat; do
         proxy=${spec%:*} launcher=${spec#*:}
         p=$(port); up=$(port); tls=$(port)
-        start "$top/pipelines/front" --proxy "$proxy" --launcher "$launcher" --port "$p" --tls-port "$tls" --upstream-port "$up"
+        start "$top/pipelines/front" --proxy "$proxy" --launcher "$launcher" --port "$p" --tls-port "$tls" --upstream-port "$up" \
+            --write-upstream-port "$(port)"
         wait_port "$p"
         bench_target "$proxy in front of the $launcher service" "http://127.0.0.1:$p$BPATH"
         stop_last
@@ -307,7 +308,8 @@ pool() {
     local p up tls k
     for k in 1 2 4 8 16 32; do
         p=$(port); up=$(port); tls=$(port)
-        start "$top/pipelines/front" --port "$p" --tls-port "$tls" --upstream-port "$up" --keepalive "$k" --workers "$(nproc)"
+        start "$top/pipelines/front" --port "$p" --tls-port "$tls" --upstream-port "$up" --write-upstream-port "$(port)" \
+            --keepalive "$k" --workers "$(nproc)"
         wait_port "$p"
         check "http://127.0.0.1:$p$BPATH"
         for mode in keep-alive close; do run_wrk "keepalive $k" "http://127.0.0.1:$p$BPATH" "$mode" 16; done
