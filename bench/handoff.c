@@ -3,6 +3,7 @@
  *   handoff ring N [PAGES]  a byte passed round a ring of N processes over pipes; each
  *                           process touches PAGES pages of its own per hop (cache, TLB)
  *   handoff tcp             1,200 bytes out and 300 back over a loopback TCP connection
+ *   handoff unix            the same over a Unix stream socket pair
  * Prints microseconds per hop (ring) or per round trip (tcp). */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -49,21 +50,28 @@ static int ring(int n, int pages) {
     return 0;
 }
 
-static int tcp(void) {
+static int pingpong(int unix_socket) {
     enum { rounds = 50000 };
     char buf[2048];
     memset(buf, 'x', sizeof buf);
-    struct sockaddr_in a = {.sin_family = AF_INET};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    int one = 1, ls = socket(AF_INET, SOCK_STREAM, 0);
-    if (bind(ls, (struct sockaddr *)&a, sizeof a) != 0 || listen(ls, 1) != 0 ||
-        getsockname(ls, (struct sockaddr *)&a, &len) != 0) { perror("listen"); return 1; }
-    int cs = socket(AF_INET, SOCK_STREAM, 0);
-    if (connect(cs, (struct sockaddr *)&a, sizeof a) != 0) { perror("connect"); return 1; }
-    int ss = accept(ls, NULL, NULL);
-    setsockopt(cs, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    setsockopt(ss, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    int cs, ss;
+    if (unix_socket) {
+        int sv[2];
+        if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0) { perror("socketpair"); return 1; }
+        cs = sv[0], ss = sv[1];
+    } else {
+        struct sockaddr_in a = {.sin_family = AF_INET};
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        socklen_t len = sizeof a;
+        int one = 1, ls = socket(AF_INET, SOCK_STREAM, 0);
+        if (bind(ls, (struct sockaddr *)&a, sizeof a) != 0 || listen(ls, 1) != 0 ||
+            getsockname(ls, (struct sockaddr *)&a, &len) != 0) { perror("listen"); return 1; }
+        cs = socket(AF_INET, SOCK_STREAM, 0);
+        if (connect(cs, (struct sockaddr *)&a, sizeof a) != 0) { perror("connect"); return 1; }
+        ss = accept(ls, NULL, NULL);
+        setsockopt(cs, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        setsockopt(ss, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    }
     if (fork() == 0) {
         for (int i = 0; i < rounds; i++) {
             if (read(ss, buf, sizeof buf) <= 0 || write(ss, buf, 300) != 300) _exit(1);
@@ -76,13 +84,15 @@ static int tcp(void) {
     }
     double dt = now() - t;
     wait(NULL);
-    printf("loopback TCP, 1200 bytes out and 300 back: %.2f us per round trip\n", dt / rounds * 1e6);
+    printf("%s, 1200 bytes out and 300 back: %.2f us per round trip\n", unix_socket ? "Unix socket" : "loopback TCP",
+           dt / rounds * 1e6);
     return 0;
 }
 
 int main(int argc, char **argv) {
     if (argc >= 3 && strcmp(argv[1], "ring") == 0) return ring(atoi(argv[2]), argc > 3 ? atoi(argv[3]) : 0);
-    if (argc == 2 && strcmp(argv[1], "tcp") == 0) return tcp();
-    fprintf(stderr, "usage: handoff ring N [PAGES] | handoff tcp\n");
+    if (argc == 2 && strcmp(argv[1], "tcp") == 0) return pingpong(0);
+    if (argc == 2 && strcmp(argv[1], "unix") == 0) return pingpong(1);
+    fprintf(stderr, "usage: handoff ring N [PAGES] | handoff tcp | handoff unix\n");
     return 2;
 }

@@ -21,8 +21,10 @@ for n in 2 5 8; do
         echo "unpinned: $("$work/handoff" ring "$n" "$pages")"
     done
 done
-echo "pinned:   $(taskset -c 0 "$work/handoff" tcp)"
-echo "unpinned: $("$work/handoff" tcp)"
+for kind in tcp unix; do
+    echo "pinned:   $(taskset -c 0 "$work/handoff" "$kind")"
+    echo "unpinned: $("$work/handoff" "$kind")"
+done
 
 echo "## read-path filters in lock-step on CPU 0 (us per record; cat is the floor)"
 export EDGEPIPE_DATA=$work/data EDGEPIPE_KV=$work/data/kv EDGEPIPE_DEV_KEYS=$work/data/dev-keys
