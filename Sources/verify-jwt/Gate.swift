@@ -78,56 +78,82 @@ final class Gate {
             return
         }
 
-        guard authorizations.count <= 1 else {
-            return reject(&record, status: 400, code: "invalid_request", reason: "more than one Authorization header",
-                          challenge: "Bearer error=\"invalid_request\", error_description=\"more than one Authorization header\"")
+        var token: Substring = ""
+        let credential: Credential
+        if authorizations.count > 1 {
+            credential = .twice
+        } else if case .string(let credentials)? = authorizations.first {
+            if let bearer = Self.bearerToken(credentials) { token = bearer; credential = .token } else { credential = .notBearer }
+        } else {
+            credential = .missing
         }
-        guard case .string(let credentials)? = authorizations.first else {
-            return reject(&record, status: 401, code: "unauthorized", reason: "a Bearer token is required", challenge: "Bearer")
+        let admitted = admit(credential, &record) { () throws(JWTError) in
+            let contiguous: Result<(String, JSONObject), JWTError>? = token.utf8.withContiguousStorageIfAvailable { bytes in
+                Result { () throws(JWTError) in try identify(bytes) }
+            }
+            if let contiguous { return try contiguous.get() }
+            return try Array(token.utf8).withUnsafeBufferPointer { bytes throws(JWTError) in try identify(bytes) }
         }
-        guard let token = Self.bearerToken(credentials) else {
-            return reject(&record, status: 401, code: "unauthorized", reason: "the Authorization scheme must be Bearer",
-                          challenge: "Bearer")
-        }
+        guard let admitted else { return }
+        kept.append(contentsOf: admitted.headers.map { .array([.string($0.name), .string($0.value)]) })
+        record.object["headers"] = .array(kept)
+        record.setAnnotation(AnnotationKey.auth, .object(JSONObject([("uid", .string(admitted.subject))])))
+    }
 
+    /// What a protected request's Authorization headers amount to, however they were read.
+    private enum Credential { case missing, twice, notBearer, token }
+
+    /// The decision on a protected route, the same for both ways of reading the headers:
+    /// answers the record (400, 401 or 503) and returns nil, or returns the verified subject
+    /// and the headers to add. `identifyToken` checks the token where the caller holds it.
+    private func admit(_ credential: Credential, _ record: inout Record,
+                       identifyToken: () throws(JWTError) -> (String, JSONObject)) -> (subject: String, headers: [Header])? {
+        switch credential {
+        case .twice:
+            reject(&record, status: 400, code: "invalid_request", reason: "more than one Authorization header",
+                   challenge: "Bearer error=\"invalid_request\", error_description=\"more than one Authorization header\"")
+            return nil
+        case .missing:
+            reject(&record, status: 401, code: "unauthorized", reason: "a Bearer token is required", challenge: "Bearer")
+            return nil
+        case .notBearer:
+            reject(&record, status: 401, code: "unauthorized", reason: "the Authorization scheme must be Bearer",
+                   challenge: "Bearer")
+            return nil
+        case .token:
+            break
+        }
         let subject: String
         let claims: JSONObject
         do {
-            if settings.insecureNoVerify {
-                (subject, claims) = try Self.unverifiedSubject(token, maxBytes: verifier.maxTokenBytes)
-            } else {
-                (subject, claims) = try verify(token)
-            }
+            (subject, claims) = try identifyToken()
         } catch .keysUnavailable {
-            return reject(&record, status: 503, code: "keys_unavailable",
-                          reason: "token signing keys are unavailable; try again later",
-                          extra: [Header("retry-after", String(settings.retryAfter))], audit: "signing keys unavailable")
+            reject(&record, status: 503, code: "keys_unavailable",
+                   reason: "token signing keys are unavailable; try again later",
+                   extra: [Header("retry-after", String(settings.retryAfter))], audit: "signing keys unavailable")
+            return nil
         } catch {
             let reason = error.reason
-            return reject(&record, status: 401, code: "invalid_token", reason: reason,
-                          challenge: "Bearer error=\"invalid_token\", error_description=\"\(reason)\"")
+            reject(&record, status: 401, code: "invalid_token", reason: reason,
+                   challenge: "Bearer error=\"invalid_token\", error_description=\"\(reason)\"")
+            return nil
         }
-
-        kept.append(.array([.string(Self.uidHeader), .string(subject)]))
+        var headers = [Header(Self.uidHeader, subject)]
         for (claim, header) in settings.claimHeaders {
-            if let value = claims[claim].flatMap(Self.headerValue) {
-                kept.append(.array([.string(header), .string(value)]))
-            }
+            if let value = claims[claim].flatMap(Self.headerValue) { headers.append(Header(header, value)) }
         }
-        record.object["headers"] = .array(kept)
-        record.setAnnotation(AnnotationKey.auth, .object(JSONObject([("uid", .string(subject))])))
+        return (subject, headers)
+    }
+
+    /// The subject and claims a token carries: verified in full, or with the local bypass
+    /// only its structure and subject.
+    private func identify(_ token: UnsafeBufferPointer<UInt8>) throws(JWTError) -> (String, JSONObject) {
+        if settings.insecureNoVerify { return try Self.unverifiedSubject(token, maxBytes: verifier.maxTokenBytes) }
+        return try verify(bytes: token)
     }
 
     /// The subject and claims of a valid token: from the cache when this exact token verified
     /// before and is still within its window under the same key, else verified in full.
-    private func verify(_ token: Substring) throws(JWTError) -> (String, JSONObject) {
-        let contiguous: Result<(String, JSONObject), JWTError>? = token.utf8.withContiguousStorageIfAvailable { bytes in
-            Result { () throws(JWTError) in try verify(bytes: bytes) }
-        }
-        if let contiguous { return try contiguous.get() }
-        return try Array(token.utf8).withUnsafeBufferPointer { bytes throws(JWTError) in try verify(bytes: bytes) }
-    }
-
     private func verify(bytes: UnsafeBufferPointer<UInt8>) throws(JWTError) -> (String, JSONObject) {
         let keys = self.keys
         return try verify(bytes: bytes, now: now()) { kid, algorithm throws(JWTError) in
@@ -163,12 +189,13 @@ final class Gate {
     /// String, and the kept headers re-escaped on output. Returns false, having changed
     /// nothing, for what it leaves to the general path (upper-case names, an escaped token).
     private func handleRaw(_ record: inout Record, _ list: RawHeaders) -> Bool {
-        enum Outcome { case general, missing, twice, notBearer, token(Range<Int>) }
-        let outcome: Outcome = list.withBytes { p in
+        // nil: left to the general path.
+        var token = 0..<0
+        let credential: Credential? = list.withBytes { p in
             var authorization: RawHeaders.Pair?
             for pair in list.pairs {
                 let name = UnsafeBufferPointer(rebasing: p[pair.name])
-                for b in name where b >= 0x41 && b <= 0x5A { return .general }
+                for b in name where b >= 0x41 && b <= 0x5A { return nil }
                 if name.starts(with: Self.injectedPrefix) { continue }
                 if !injectedNames.isEmpty && injectedNames.contains(String(decoding: name, as: UTF8.self)) { continue }
                 if name.elementsEqual(Self.authorizationName) {
@@ -177,53 +204,18 @@ final class Gate {
                 }
             }
             guard let authorization else { return .missing }
-            guard !authorization.valueEscaped else { return .general }
+            guard !authorization.valueEscaped else { return nil }
             guard let start = Self.bearerTokenStart(UnsafeBufferPointer(rebasing: p[authorization.value])) else { return .notBearer }
-            return .token(authorization.value.lowerBound + start..<authorization.value.upperBound)
+            token = authorization.value.lowerBound + start..<authorization.value.upperBound
+            return .token
         }
-        let token: Range<Int>
-        switch outcome {
-        case .general: return false
-        case .twice:
-            reject(&record, status: 400, code: "invalid_request", reason: "more than one Authorization header",
-                   challenge: "Bearer error=\"invalid_request\", error_description=\"more than one Authorization header\"")
-            return true
-        case .missing:
-            reject(&record, status: 401, code: "unauthorized", reason: "a Bearer token is required", challenge: "Bearer")
-            return true
-        case .notBearer:
-            reject(&record, status: 401, code: "unauthorized", reason: "the Authorization scheme must be Bearer",
-                   challenge: "Bearer")
-            return true
-        case .token(let range): token = range
-        }
-
-        let subject: String
-        let claims: JSONObject
-        do {
-            (subject, claims) = try list.withBytes { p in
-                Result { () throws(JWTError) in
-                    let bytes = UnsafeBufferPointer(rebasing: p[token])
-                    if settings.insecureNoVerify { return try Self.unverifiedSubject(bytes, maxBytes: verifier.maxTokenBytes) }
-                    return try verify(bytes: bytes)
-                }
+        guard let credential else { return false }
+        let admitted = admit(credential, &record) { () throws(JWTError) in
+            try list.withBytes { p in
+                Result { () throws(JWTError) in try identify(UnsafeBufferPointer(rebasing: p[token])) }
             }.get()
-        } catch .keysUnavailable {
-            reject(&record, status: 503, code: "keys_unavailable",
-                   reason: "token signing keys are unavailable; try again later",
-                   extra: [Header("retry-after", String(settings.retryAfter))], audit: "signing keys unavailable")
-            return true
-        } catch {
-            let reason = error.reason
-            reject(&record, status: 401, code: "invalid_token", reason: reason,
-                   challenge: "Bearer error=\"invalid_token\", error_description=\"\(reason)\"")
-            return true
         }
-
-        var added = [Header(Self.uidHeader, subject)]
-        for (claim, header) in settings.claimHeaders {
-            if let value = claims[claim].flatMap(Self.headerValue) { added.append(Header(header, value)) }
-        }
+        guard let admitted else { return true }
         // Kept: every pair but the injected names and the Authorization (all lower-case here).
         let kept = list.withBytes { p in
             list.pairs.filter { pair in
@@ -232,8 +224,8 @@ final class Gate {
                     && (injectedNames.isEmpty || !injectedNames.contains(String(decoding: name, as: UTF8.self)))
             }
         }
-        record.setHeaders(keeping: kept, of: list, adding: added)
-        record.setAnnotation(AnnotationKey.auth, .object(JSONObject([("uid", .string(subject))])))
+        record.setHeaders(keeping: kept, of: list, adding: admitted.headers)
+        record.setAnnotation(AnnotationKey.auth, .object(JSONObject([("uid", .string(admitted.subject))])))
         return true
     }
 
@@ -309,12 +301,6 @@ final class Gate {
     }
 
     /// The bypass: structure and subject only, no signature, no claims.
-    static func unverifiedSubject(_ token: Substring, maxBytes: Int) throws(JWTError) -> (String, JSONObject) {
-        let jws = try CompactJWS.parse(token, maxBytes: maxBytes)
-        guard case .string(let sub)? = jws.payload["sub"], ClaimsPolicy.isValidSubject(sub) else { throw .invalidSubject }
-        return (sub, jws.payload)
-    }
-
     static func unverifiedSubject(_ token: UnsafeBufferPointer<UInt8>, maxBytes: Int) throws(JWTError) -> (String, JSONObject) {
         let jws = try CompactJWS.parse(token, maxBytes: maxBytes)
         guard case .string(let sub)? = jws.payload["sub"], ClaimsPolicy.isValidSubject(sub) else { throw .invalidSubject }

@@ -168,6 +168,48 @@ def test_records_keep_order_and_fields(jwks_file, keys):
     assert out[1]["status"] == 401 and out[3]["status"] == 400 and out[4]["status"] == 204
 
 
+def test_both_ways_of_reading_headers_make_the_same_decisions(jwks_file, keys):
+    """verify-jwt reads lower-case header lists as the line's bytes and anything else (an
+    upper-case name, an escaped value) as JSON values: the same record must get the same
+    answer, identity and kept headers either way."""
+    good = pyjwt.encode(claims(sub="same-user", email="s@example.com"), keys["rsa"], algorithm="RS256",
+                        headers={"kid": "rsa-1"})
+    expired = sign_rs(keys, claims(exp=int(time.time()) - 120))
+    cases = {
+        "valid": [["authorization", f"Bearer {good}"]],
+        "scheme in capitals, extra spaces": [["authorization", f"BEARER   {good}"]],
+        "spoofed identity stripped": [["x-authenticated-uid", "admin"], ["authorization", f"Bearer {good}"],
+                                      ["x-authenticated-email", "a@b"]],
+        "missing": [["x-tag", "t"]],
+        "two authorizations": [["authorization", f"Bearer {good}"], ["authorization", f"Bearer {good}"]],
+        "basic scheme": [["authorization", "Basic dTpw"]],
+        "bearer without token": [["authorization", "Bearer    "]],
+        "expired": [["authorization", f"Bearer {expired}"]],
+        "garbage token": [["authorization", "Bearer a.b.c"]],
+    }
+    lower, upper = [], []
+    for name, headers in cases.items():
+        base = [["host", "h"], ["x-tag", "t"]] + headers
+        lower.append(request(id=name, headers=base))
+        # One upper-case name sends the record down the JSON-values path.
+        upper.append(request(id=name, headers=[["Host", "h"]] + base[1:]))
+    args = ["--claim-header", "email=x-authenticated-email"]
+    by_bytes, _ = verify(jwks_file, lower, *args)
+    by_values, _ = verify(jwks_file, upper, *args)
+    assert len(by_bytes) == len(by_values) == len(cases)
+    for a, b in zip(by_bytes, by_values):
+        fold = lambda r: {**r, "headers": [[n.lower(), v] for n, v in r.get("headers", [])]}
+        assert fold(a) == fold(b), a["id"]
+    outcomes = {r["id"]: (r.get("status"), header(r, "x-authenticated-uid")) for r in by_bytes}
+    assert outcomes == {
+        "valid": (None, "same-user"), "scheme in capitals, extra spaces": (None, "same-user"),
+        "spoofed identity stripped": (None, "same-user"), "missing": (401, None), "two authorizations": (400, None),
+        "basic scheme": (401, None), "bearer without token": (401, None), "expired": (401, None),
+        "garbage token": (401, None)}
+    spoofed = by_bytes[2]
+    assert [v for n, v in spoofed["headers"] if n.startswith("x-authenticated-")] == ["same-user", "s@example.com"]
+
+
 # ----------------------------------------------------------------------------- the rejection list
 
 def rejected(jwks_file, token_or_record, reason, *args, env=None):
