@@ -339,8 +339,8 @@ def test_front_keeps_each_pipeline_on_one_cpu_unless_told_not_to(tmp_path, recor
 
 
 def test_each_pipelines_cpu_follows_its_peers_port(tmp_path, recording):
-    """The CPU is the peer's port / 2 modulo the CPUs online: a proxy's successive
-    connections take successive even ports, so its pipelines go round the CPUs."""
+    """The CPU is the peer's port / 2 modulo the CPUs online: a proxy's connections take
+    even ports spread over the range, so its pipelines spread over the CPUs."""
     if online_cpus() < 2:
         pytest.skip("one CPU online: nothing to pin")
     f = Front(tmp_path, "nginx", recording.path)
