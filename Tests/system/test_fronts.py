@@ -338,12 +338,16 @@ def test_front_keeps_each_pipeline_on_one_cpu_unless_told_not_to(tmp_path, recor
         assert set(cpus.values()) == {everything}, cpus
 
 
-def test_each_pipelines_cpu_follows_its_peers_port(tmp_path, recording):
-    """The CPU is the peer's port / 2 modulo the CPUs online: a proxy's connections take
-    even ports spread over the range, so its pipelines spread over the CPUs."""
+@pytest.mark.parametrize("launcher", ["socat", "tcpserver"])
+def test_each_pipelines_cpu_follows_its_peers_port(tmp_path, recording, launcher):
+    """The CPU is the peer's port / 2 modulo the CPUs online (socat's SOCAT_PEERPORT,
+    tcpserver's TCPREMOTEPORT): a proxy's connections take even ports spread over the range,
+    so its pipelines spread over the CPUs."""
     if online_cpus() < 2:
         pytest.skip("one CPU online: nothing to pin")
-    f = Front(tmp_path, "nginx", recording.path)
+    if launcher == "tcpserver":
+        need("tcpserver")
+    f = Front(tmp_path, "nginx", recording.path, extra=["--launcher", launcher])
     recording.reset()
     conns = []
     try:
