@@ -264,3 +264,16 @@ public enum RemoteAddress {
         return normalize(text.withUnsafeBufferPointer { String(cString: $0.baseAddress!) })
     }
 }
+
+/// The CPU that took the connection's packets as they arrived (SO_INCOMING_CPU). On
+/// loopback that is the CPU the connecting process ran on: behind a proxy whose workers are
+/// pinned, the worker's CPU. pipelines/connection pins the pipeline there, so a request
+/// passes from the proxy worker through every stage and back without leaving that CPU.
+public enum IncomingCPU {
+    public static func of(_ fd: Int32 = 0) -> Int? {
+        var cpu: Int32 = -1
+        var length = socklen_t(MemoryLayout<Int32>.size)
+        guard getsockopt(fd, SOL_SOCKET, SO_INCOMING_CPU, &cpu, &length) == 0, cpu >= 0 else { return nil }
+        return Int(cpu)
+    }
+}

@@ -28,6 +28,9 @@ options (each overrides its environment variable):
   --trusted-proxy CIDR    a front proxy (nginx, HAProxy) whose X-Forwarded-For / X-Real-IP
                           name the client; repeatable; IPv4 or IPv6, e.g. 127.0.0.2/32
                           or 10.0.0.0/8                   EDGEPIPE_TRUSTED_PROXIES (comma-separated)
+  --incoming-cpu          only print the CPU that took standard input's packets as they
+                          arrived (SO_INCOMING_CPU) and exit: 1 when it is not a socket
+                          or the kernel does not know (pipelines/connection pins with it)
 
 environment:
   TCPREMOTEIP, REMOTE_ADDR, SOCAT_PEERADDR   the peer address for "remote" (first set wins;
@@ -42,6 +45,11 @@ See docs/http-decode.md.
 """
 
 var options = Options(program: "http-decode", usage: usage)
+if options.flag("--incoming-cpu") {
+    guard let cpu = IncomingCPU.of() else { Log.fatal("--incoming-cpu: standard input is not a socket that saw packets", status: 1) }
+    print(cpu)
+    exit(0)
+}
 var settings = DecoderSettings()
 settings.limits.maxRequestLine = options.int("--max-request-line", env: "EDGEPIPE_MAX_REQUEST_LINE", default: settings.limits.maxRequestLine)
 settings.limits.maxHeaderBytes = options.int("--max-header-bytes", env: "EDGEPIPE_MAX_HEADER_BYTES", default: settings.limits.maxHeaderBytes)

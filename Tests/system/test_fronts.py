@@ -47,7 +47,8 @@ class RecordingBin:
             if entry.is_file() and os.access(entry, os.X_OK):
                 (self.path / entry.name).symlink_to(entry)
         prefix = f"{tag} " if tag else ""
-        self._wrap("http-decode", f'echo "{prefix}$$ $EDGEPIPE_PIPELINE" >> {self.starts}\n'
+        # `http-decode --incoming-cpu` (pipelines/connection's pinning) is not a pipeline start.
+        self._wrap("http-decode", f'[ "$1" = --incoming-cpu ] || echo "{prefix}$$ $EDGEPIPE_PIPELINE" >> {self.starts}\n'
                                   f'exec {BIN}/http-decode "$@"\n')
         # tee writes each read at once (coreutils tee does not buffer), so records arrive in time.
         self._wrap("route", f'tee -a {self.records} | exec {BIN}/route "$@"\n')
@@ -339,30 +340,72 @@ def test_front_keeps_each_pipeline_on_one_cpu_unless_told_not_to(tmp_path, recor
 
 
 @pytest.mark.parametrize("launcher", ["socat", "tcpserver"])
-def test_each_pipelines_cpu_follows_its_peers_port(tmp_path, recording, launcher):
-    """The CPU is the peer's port / 2 modulo the CPUs online (socat's SOCAT_PEERPORT,
-    tcpserver's TCPREMOTEPORT): a proxy's connections take even ports spread over the range,
-    so its pipelines spread over the CPUs."""
+def test_each_pipeline_runs_on_the_cpu_its_connection_came_in_on(tmp_path, recording, launcher):
+    """On loopback the connection comes in on the CPU its opener ran on: a client pinned to
+    CPU c gets a pipeline pinned to CPU c (behind nginx, the opener is a pinned worker)."""
     if online_cpus() < 2:
         pytest.skip("one CPU online: nothing to pin")
     if launcher == "tcpserver":
         need("tcpserver")
     f = Front(tmp_path, "nginx", recording.path, extra=["--launcher", launcher])
     recording.reset()
-    conns = []
+    conns, seen = [], []
+    mask = os.sched_getaffinity(0)
     try:
-        for _ in range(6):
-            conn = http.client.HTTPConnection("127.0.0.1", f.upstream_port, timeout=TIMEOUT)
-            assert exchange(conn, "/healthz")[0] == 200   # connected, and its pipeline started
-            conns.append((conn, conn.sock.getsockname()[1], recording.start_pids()[-1]))
-        assert len(recording.start_pids()) == 6
-        seen = [(port, pipeline_cpus(pid)) for _, port, pid in conns]
+        for cpu in [0, 1, 1, 0]:
+            os.sched_setaffinity(0, {cpu})
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", f.upstream_port, timeout=TIMEOUT)
+                conn.connect()
+            finally:
+                os.sched_setaffinity(0, mask)
+            assert exchange(conn, "/healthz")[0] == 200   # its pipeline started and answered
+            conns.append(conn)
+            seen.append((cpu, pipeline_cpus(recording.start_pids()[-1])))
+        assert len(recording.start_pids()) == 4
     finally:
-        for conn, _, _ in conns:
+        for conn in conns:
             conn.close()
         f.stop()
-    for port, cpus in seen:
-        assert set(cpus.values()) == {str(port // 2 % online_cpus())}, (port, cpus)
+    for cpu, cpus in seen:
+        assert set(cpus.values()) == {str(cpu)}, (cpu, cpus)
+
+
+def test_http_decode_names_the_cpu_a_connection_came_in_on():
+    server = socket.create_server(("127.0.0.1", 0))
+    mask = os.sched_getaffinity(0)
+    try:
+        for cpu in sorted(mask)[:2]:
+            os.sched_setaffinity(0, {cpu})
+            try:
+                client = socket.create_connection(server.getsockname())
+            finally:
+                os.sched_setaffinity(0, mask)
+            accepted, _ = server.accept()
+            with client, accepted:
+                out = subprocess.run([binary("http-decode"), "--incoming-cpu"], stdin=accepted,
+                                     capture_output=True, text=True, timeout=TIMEOUT)
+            assert (out.returncode, out.stdout) == (0, f"{cpu}\n")
+    finally:
+        server.close()
+    out = subprocess.run([binary("http-decode"), "--incoming-cpu"], stdin=subprocess.DEVNULL,
+                         capture_output=True, text=True, timeout=TIMEOUT)
+    assert (out.returncode, out.stdout) == (1, "")
+    assert out.stderr == "http-decode: --incoming-cpu: standard input is not a socket that saw packets\n"
+
+
+@pytest.mark.parametrize("proxy", PROXIES)
+@pytest.mark.parametrize("pin", [True, False], ids=["pinned", "no-pin"])
+def test_front_pins_the_proxy_workers_only_with_pinned_pipelines(tmp_path, recording, proxy, pin):
+    if online_cpus() < 2:
+        pytest.skip("one CPU online: nothing to pin")
+    f = Front(tmp_path, proxy, recording.path, workers=2, extra=[] if pin else ["--no-pin"])
+    f.stop()
+    if proxy == "nginx":
+        conf, line = (f.data / "nginx" / "nginx.conf").read_text(), "worker_cpu_affinity auto;"
+    else:
+        conf, line = (f.data / "haproxy" / "haproxy.cfg").read_text(), "cpu-map auto:1/1-2 0-1"
+    assert (line in conf) == pin
 
 
 def test_front_reuses_upstream_pipelines_across_client_connections(front, recording):
