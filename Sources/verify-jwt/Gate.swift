@@ -231,8 +231,8 @@ final class Gate {
 
     private static let authorizationName = Array("authorization".utf8)
 
-    /// Where the token of `Bearer <token>` starts in a header value's bytes, else nil
-    /// (the rules of `bearerToken`).
+    /// Where the token of `Bearer <token>` starts in a header value's bytes (scheme
+    /// case-insensitive, RFC 7235 §2.1), else nil.
     static func bearerTokenStart(_ value: UnsafeBufferPointer<UInt8>) -> Int? {
         guard value.count > 7 else { return nil }
         var i = 0
@@ -285,19 +285,14 @@ final class Gate {
         return false
     }
 
-    /// The token of `Bearer <token>` (scheme case-insensitive, RFC 7235 §2.1), else nil.
+    /// The token of `Bearer <token>` (scheme case-insensitive, RFC 7235 §2.1), else nil:
+    /// the rules of `bearerTokenStart`, on a String.
     static func bearerToken(_ credentials: String) -> Substring? {
         let utf8 = credentials.utf8
-        guard utf8.count > 7 else { return nil }
-        var i = utf8.startIndex
-        for expected in "bearer".utf8 {
-            guard utf8[i] | 0x20 == expected else { return nil }
-            i = utf8.index(after: i)
-        }
-        guard utf8[i] == UInt8(ascii: " ") else { return nil }
-        while i < utf8.endIndex && utf8[i] == UInt8(ascii: " ") { i = utf8.index(after: i) }
-        guard i < utf8.endIndex else { return nil }
-        return credentials[i...]
+        let start = utf8.withContiguousStorageIfAvailable(bearerTokenStart)
+            ?? Array(utf8).withUnsafeBufferPointer(bearerTokenStart)
+        guard let start else { return nil }
+        return credentials[utf8.index(utf8.startIndex, offsetBy: start)...]
     }
 
     /// The bypass: structure and subject only, no signature, no claims.
