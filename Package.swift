@@ -11,7 +11,10 @@ let package = Package(
                        providers: [.apt(["libssl-dev"])]),
         // The record model, JSON, line I/O, base64, crypto wrappers and the KV store:
         // everything two tools share. No Foundation, so filters start in about a millisecond.
-        .target(name: "Common", dependencies: ["COpenSSL"]),
+        .target(name: "Common", dependencies: ["COpenSSL"], exclude: ["SharedMemory"]),
+        // Atomic 64-bit slots in a memory-mapped file: counters and rate-limit state shared by
+        // every pipeline of a machine, one atomic operation per update.
+        .target(name: "SharedMemory", path: "Sources/Common/SharedMemory"),
         .executableTarget(name: "http-decode", dependencies: ["Common"]),
         .executableTarget(name: "http-encode", dependencies: ["Common"]),
         .executableTarget(name: "route", dependencies: ["Common"]),
@@ -22,6 +25,7 @@ let package = Package(
         .executableTarget(name: "apply-webhook", dependencies: ["Common"]),
         .executableTarget(name: "reserve", dependencies: ["Common"]),
         .testTarget(name: "CommonTests", dependencies: ["Common"]),
+        .testTarget(name: "SharedMemoryTests", dependencies: ["SharedMemory"]),
         .testTarget(name: "RouteTests", dependencies: ["route"]),
         .testTarget(name: "JWTTests", dependencies: ["verify-jwt", "sign-jwt", "Common"]),
         .testTarget(name: "HTTPTests", dependencies: ["http-decode", "http-encode", "Common"]),
