@@ -1,37 +1,52 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// Release builds are linked statically (see README): every TCP connection starts
-// each filter once, so start-up time is paid per connection.
+// One library per concern; dependencies only point down (docs/architecture.md):
+//
+//   Records         the record model, JSON, line I/O, options, logs, clock, base64
+//   SharedMemory    atomic slots in a memory-mapped file, shared by a machine's pipelines
+//   Crypto          OpenSSL behind small owning types: keys, signatures, digests   -> Records
+//   Net             stream sockets (TCP, Unix), TLS, the HTTP/1.1 client           -> Records, Crypto
+//   JWT             compact JWS, key sets, claims                                  -> Records, Crypto
+//   KV              the store protocol: a directory, or Redis                      -> Records, Crypto, Net
+//   Subscriptions   what a user's subscription state is, and how events change it  -> Records
+//
+// Code that one tool alone needs lives in that tool's folder. No library imports
+// Foundation, so filters start in about a millisecond; release builds are linked
+// statically (see README), since every TCP connection starts each filter once.
 let package = Package(
     name: "edgepipe",
     targets: [
         // libssl-dev through pkg-config: RSA/ECDSA/EdDSA verification, HMAC, SHA-256, TLS.
+        // Only Crypto and Net import it, and neither shows a C type to the modules above.
         .systemLibrary(name: "COpenSSL", path: "Sources/COpenSSL", pkgConfig: "openssl",
                        providers: [.apt(["libssl-dev"])]),
-        // The record model, JSON, line I/O, base64, crypto wrappers and the KV store:
-        // everything two tools share. No Foundation, so filters start in about a millisecond.
-        .target(name: "Common", dependencies: ["COpenSSL"], exclude: ["SharedMemory"]),
-        // Atomic 64-bit slots in a memory-mapped file: counters and rate-limit state shared by
-        // every pipeline of a machine, one atomic operation per update.
+        .target(name: "Records", path: "Sources/Common/Records"),
         .target(name: "SharedMemory", path: "Sources/Common/SharedMemory"),
-        .executableTarget(name: "http-decode", dependencies: ["Common"]),
-        .executableTarget(name: "http-encode", dependencies: ["Common"]),
-        .executableTarget(name: "route", dependencies: ["Common"]),
-        .executableTarget(name: "verify-jwt", dependencies: ["Common"]),
-        .executableTarget(name: "sign-jwt", dependencies: ["Common"]),
-        .executableTarget(name: "kv", dependencies: ["Common"]),
-        .executableTarget(name: "audit", dependencies: ["Common"]),
-        .executableTarget(name: "apply-webhook", dependencies: ["Common"]),
-        .executableTarget(name: "reserve", dependencies: ["Common"]),
-        .testTarget(name: "CommonTests", dependencies: ["Common"]),
+        .target(name: "Crypto", dependencies: ["Records", "COpenSSL"], path: "Sources/Common/Crypto"),
+        .target(name: "Net", dependencies: ["Records", "Crypto", "COpenSSL"], path: "Sources/Common/Net"),
+        .target(name: "JWT", dependencies: ["Records", "Crypto"], path: "Sources/Common/JWT"),
+        .target(name: "KV", dependencies: ["Records", "Crypto", "Net"], path: "Sources/Common/KV"),
+        .target(name: "Subscriptions", dependencies: ["Records"], path: "Sources/Common/Subscriptions"),
+
+        .executableTarget(name: "http-decode", dependencies: ["Records"]),
+        .executableTarget(name: "http-encode", dependencies: ["Records"]),
+        .executableTarget(name: "route", dependencies: ["Records"]),
+        .executableTarget(name: "verify-jwt", dependencies: ["Records", "Crypto", "Net", "JWT"]),
+        .executableTarget(name: "sign-jwt", dependencies: ["Records", "Crypto", "JWT"]),
+        .executableTarget(name: "kv", dependencies: ["Records", "KV", "Subscriptions"]),
+        .executableTarget(name: "audit", dependencies: ["Records", "Crypto"]),
+        .executableTarget(name: "apply-webhook", dependencies: ["Records", "Crypto", "KV", "Subscriptions"]),
+        .executableTarget(name: "reserve", dependencies: ["Records", "Crypto", "KV"]),
+
+        .testTarget(name: "CommonTests", dependencies: ["Records", "Crypto"]),
         .testTarget(name: "SharedMemoryTests", dependencies: ["SharedMemory"]),
-        .testTarget(name: "RouteTests", dependencies: ["route"]),
-        .testTarget(name: "JWTTests", dependencies: ["verify-jwt", "sign-jwt", "Common"]),
-        .testTarget(name: "HTTPTests", dependencies: ["http-decode", "http-encode", "Common"]),
-        .testTarget(name: "KVTests", dependencies: ["kv", "Common"]),
-        .testTarget(name: "AuditTests", dependencies: ["audit", "Common"]),
-        .testTarget(name: "WebhookTests", dependencies: ["apply-webhook", "Common"]),
-        .testTarget(name: "ReserveTests", dependencies: ["reserve", "Common"]),
+        .testTarget(name: "RouteTests", dependencies: ["route", "Records"]),
+        .testTarget(name: "JWTTests", dependencies: ["verify-jwt", "sign-jwt", "Records", "Crypto", "Net", "JWT"]),
+        .testTarget(name: "HTTPTests", dependencies: ["http-decode", "http-encode", "Records"]),
+        .testTarget(name: "KVTests", dependencies: ["kv", "Records", "Crypto", "KV", "Subscriptions"]),
+        .testTarget(name: "AuditTests", dependencies: ["audit", "Records", "Crypto"]),
+        .testTarget(name: "WebhookTests", dependencies: ["apply-webhook", "Records", "Crypto", "KV", "Subscriptions"]),
+        .testTarget(name: "ReserveTests", dependencies: ["reserve", "Records", "Crypto", "KV"]),
     ]
 )

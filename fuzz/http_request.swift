@@ -15,7 +15,7 @@
 //   - a stream that ends cleanly, repeated past the parser's compaction threshold, gives
 //     its requests again, in order;
 //   - tiny limits fail with the limit statuses, never crash.
-@testable import Common
+@testable import Records
 
 private let smallLimits: HTTPLimits = {
     var l = HTTPLimits()

@@ -14,7 +14,7 @@
 //     with the full reader: same acceptance, same members and values, equal objects, the
 //     same serialised bytes, and the raw-bytes header scan (header, headerValues) finds
 //     what a walk of the parsed list finds.
-@testable import Common
+@testable import Records
 
 private func roundTrip(_ value: JSON) {
     let text = value.serialized()

@@ -11,7 +11,9 @@
 //   - the full verifier, against a key set holding RSA, P-256, P-384 and Ed25519 keys,
 //     refuses everything it did not sign, and a parsed token re-signed under one of those
 //     keys gets past the signature check (the claims may still refuse it).
-@testable import Common
+@testable import Records
+@testable import Crypto
+@testable import JWT
 
 private struct Keys {
     let set: KeySet

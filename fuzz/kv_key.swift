@@ -14,7 +14,9 @@
 //   - a name that unescapes has exactly one spelling (escape(unescape(n)) == n), so a stray
 //     file can never alias a stored key when listing;
 //   - the lock stripe is three lower-case hex digits.
-@testable import Common
+@testable import Records
+@testable import Crypto
+@testable import KV
 
 private func isNameByte(_ b: UInt8) -> Bool {
     switch b {

@@ -11,7 +11,7 @@
 //     routes;
 //   - a match names a route that takes the method and whose pattern matches the path, with
 //     exactly the pattern's parameters; a refused path is one PathCheck refuses.
-import Common
+import Records
 
 private let defaultRequests: [(String, String)] = [
     ("GET", "/"), ("GET", "/healthz"), ("HEAD", "/healthz"), ("GET", "/v1/subscription"), ("POST", "/v1/webhooks/stripe"),

@@ -9,7 +9,8 @@
 //   - putting a valid v1 signature for the parsed timestamp in front of any header that
 //     parses makes it verify at that time: the parser never loses a candidate;
 //   - secrets read from a file or a list are non-empty, unique and without whitespace.
-@testable import Common
+@testable import Records
+@testable import Crypto
 
 private let secret = "whsec_fuzz_0123456789abcdef"
 private let payload = Array(#"{"id":"evt_1","type":"customer.subscription.updated"}"#.utf8)

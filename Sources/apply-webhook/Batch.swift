@@ -3,7 +3,7 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
-import Common
+import Records
 
 /// Batch mode: replays and migrations. Every input item goes through the same
 /// WebhookProcessor as a live delivery.

@@ -1,4 +1,5 @@
-import Common
+import Records
+import Subscriptions
 
 /// What apply-webhook keeps beside a user's SubscriptionState (in its `extra`, under
 /// "stripe"), so that events arriving late, twice or out of order leave the same state:

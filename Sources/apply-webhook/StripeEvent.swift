@@ -1,4 +1,5 @@
-import Common
+import Records
+import Subscriptions
 
 /// A Stripe event (a "snapshot" event: `data.object` is the object as it was when the
 /// event happened). Only the envelope is checked here; `Interpreter` reads the object.

@@ -1,4 +1,6 @@
-import Common
+import Records
+import KV
+import Subscriptions
 
 /// The outcome of one event, as the audit annotation and the batch summary report it.
 struct Outcome: Equatable {

@@ -1,4 +1,5 @@
-import Common
+import Records
+import KV
 
 /// The store, opened on first use and reopened after a failure to open, so a filter
 /// started while the data directory is missing or read-only answers 503 (Stripe

@@ -3,7 +3,8 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
-import Common
+import Records
+import KV
 
 var options = Options(program: "apply-webhook", usage: usage)
 let batch = options.flag("--batch")

@@ -3,7 +3,7 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
-import Common
+import Records
 
 /// Records each audit annotation in the log, then strips it: the annotation never
 /// leaves the service.

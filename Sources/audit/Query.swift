@@ -3,7 +3,7 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
-import Common
+import Records
 
 /// Which entries `audit query` prints: every option given must match; a repeated
 /// option matches any of its values.

@@ -3,7 +3,7 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
-import Common
+import Records
 
 /// `audit verify FILE...`: the chain across files given oldest first.
 enum VerifyCommand {

@@ -1,4 +1,4 @@
-import Common
+import Records
 
 let arguments = Array(CommandLine.arguments.dropFirst())
 switch arguments.first {

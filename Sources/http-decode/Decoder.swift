@@ -3,7 +3,7 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
-import Common
+import Records
 
 public struct DecoderSettings: Sendable {
     public var limits = HTTPLimits()

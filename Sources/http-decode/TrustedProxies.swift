@@ -3,7 +3,7 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
-import Common
+import Records
 
 /// An IP address as 16 bytes. IPv4 is kept in its IPv4-mapped IPv6 form (::ffff:a.b.c.d)
 /// so that one prefix comparison serves both families and a dual-stack socket's
@@ -133,7 +133,7 @@ public struct TrustedProxies: Sendable {
         var networks: [CIDR] = []
         for spec in specs {
             for item in spec.split(separator: ",") {
-                let trimmed = item.trimmingSpaces
+                let trimmed = item.trimmingSpacesAndTabs()
                 if trimmed.isEmpty { continue }
                 networks.append(try CIDR(parsing: String(trimmed)))
             }
@@ -168,25 +168,17 @@ public struct TrustedProxies: Sendable {
         if !forwarded.isEmpty {
             var nearest = IPAddress(peer).map(\.text) ?? peer
             for entry in forwarded.reversed() {
-                guard let address = IPAddress.forwarded(entry.trimmingSpaces) else { return nearest }
+                guard let address = IPAddress.forwarded(entry.trimmingSpacesAndTabs()) else { return nearest }
                 if !trusts(address) { return address.text }
                 nearest = address.text
             }
             return nearest
         }
         // Two X-Real-IP fields: one of them is not the proxy's, and there is no telling which.
-        if realIP.count == 1, let address = IPAddress.forwarded(realIP[0].trimmingSpaces) {
+        if realIP.count == 1, let address = IPAddress.forwarded(realIP[0].trimmingSpacesAndTabs()) {
             return address.text
         }
         return peer
     }
 }
 
-extension StringProtocol {
-    var trimmingSpaces: SubSequence {
-        var s = self[...]
-        while let f = s.first, f == " " || f == "\t" { s = s.dropFirst() }
-        while let l = s.last, l == " " || l == "\t" { s = s.dropLast() }
-        return s
-    }
-}

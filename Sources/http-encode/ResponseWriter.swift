@@ -3,7 +3,7 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
-import Common
+import Records
 
 /// Turns response records into HTTP/1.1 response bytes. The encoder owns the framing:
 /// it writes Date, Content-Length, Content-Type (when absent) and Connection itself, and
@@ -188,14 +188,7 @@ public struct ResponseWriter {
         return cachedDate
     }
 
-    static func isToken(_ c: UInt8) -> Bool {
-        switch c {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"):
-            return true
-        default:
-            return "!#$%&'*+-.^_`|~".utf8.contains(c)
-        }
-    }
+    static func isToken(_ c: UInt8) -> Bool { ASCII.isToken(c) }
 
     static func reason(_ status: Int) -> String {
         switch status {

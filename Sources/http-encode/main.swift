@@ -1,4 +1,4 @@
-import Common
+import Records
 
 let usage = """
 usage: http-encode

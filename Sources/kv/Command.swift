@@ -1,4 +1,5 @@
-import Common
+import Records
+import KV
 
 /// Exit statuses scripts can test (docs/kv.md).
 enum KVExit: Int32 {

@@ -1,4 +1,6 @@
-import Common
+import Records
+import KV
+import Subscriptions
 
 /// `kv serve`: answers the read route (`GET /v1/subscription`) with the caller's
 /// subscription, from one key read. The caller is the uid verify-jwt put in

@@ -3,7 +3,8 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
-import Common
+import Records
+import KV
 
 var options = Options(program: "kv", usage: usage)
 let location = options.value("--store", env: "EDGEPIPE_KV") ?? environment("EDGEPIPE_DATA").map { $0 + "/kv" }

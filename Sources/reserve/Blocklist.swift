@@ -1,4 +1,4 @@
-import Common
+import Records
 
 // Names nobody may reserve. The file is read when the filter starts, i.e. once per
 // connection, so an edit applies to the next connection without a restart.

@@ -1,4 +1,5 @@
-import Common
+import Records
+import Crypto
 
 // The fields of a POST body, sent by the page's script as JSON or by the plain HTML form
 // (no script) as application/x-www-form-urlencoded; and the query of the admin listing.

@@ -3,7 +3,8 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
-import Common
+import Records
+import Crypto
 
 // Sending the verification mail. The service never speaks SMTP itself: it hands a whole
 // RFC 5322 message to a sendmail-compatible command on stdin (`sendmail -t`, which

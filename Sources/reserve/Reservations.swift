@@ -1,4 +1,6 @@
-import Common
+import Records
+import Crypto
+import KV
 
 // The reservation logic over a KVStore. Keys (all under "reserve/"):
 //

@@ -1,4 +1,5 @@
-import Common
+import Records
+import KV
 
 /// The HTTP face of the reservation service: which request is which, what each outcome
 /// answers, and the audit annotation every reservation event carries.

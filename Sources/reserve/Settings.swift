@@ -1,4 +1,5 @@
-import Common
+import Records
+import KV
 
 /// The filter as configured by options and environment. Files are read here, once per
 /// process, i.e. once per connection: an edited blocklist applies to the next connection.

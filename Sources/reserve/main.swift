@@ -1,4 +1,4 @@
-import Common
+import Records
 
 var options = Options(program: "reserve", usage: Usage.text)
 let filter = ReserveFilter.configured(&options)

@@ -12,6 +12,8 @@
 //
 // What is left decodes to exactly one set of segments, so parameter values can be
 // percent-decoded safely.
+import Records
+
 enum PathCheck {
     /// RFC 3986 `pchar` (minus `%`, handled apart): unreserved, sub-delims, `:` and `@`.
     /// A switch, not a lookup table built at start: building it cost 40 k instructions
@@ -29,14 +31,7 @@ enum PathCheck {
         }
     }
 
-    static func hexValue(_ b: UInt8) -> UInt8? {
-        switch b {
-        case 0x30...0x39: return b - 0x30
-        case 0x41...0x46: return b - 0x41 + 10
-        case 0x61...0x66: return b - 0x61 + 10
-        default: return nil
-        }
-    }
+    static func hexValue(_ b: UInt8) -> UInt8? { ASCII.hexValue(b) }
 
     /// Why `path` is refused, or nil when it is a clean origin-form path.
     static func problem(_ p: UnsafeBufferPointer<UInt8>) -> String? {

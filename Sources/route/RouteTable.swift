@@ -3,7 +3,7 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
-import Common
+import Records
 
 // The route table: parsed once at start, then only read. Syntax in docs/route.md.
 
@@ -359,10 +359,7 @@ struct RouteTable: Sendable {
 
     // MARK: Character classes
 
-    static func isTokenChar(_ b: UInt8) -> Bool {
-        if isAlnum(b) { return true }
-        return "!#$%&'*+-.^_`|~".utf8.contains(b)
-    }
+    static func isTokenChar(_ b: UInt8) -> Bool { ASCII.isToken(b) }
 
     static func isAlnum(_ b: UInt8) -> Bool {
         (b >= 0x30 && b <= 0x39) || (b | 0x20 >= 0x61 && b | 0x20 <= 0x7A)

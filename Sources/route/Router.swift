@@ -1,4 +1,4 @@
-import Common
+
 
 /// What the table says about one request.
 enum RouteMatch: Equatable {

@@ -1,4 +1,6 @@
-import Common
+import Records
+import Crypto
+import JWT
 
 /// The local development key pair: an RSA-2048 key (RS256, verify-jwt's default algorithm,
 /// so local mode runs exactly the production verification path) and the JWK Set that

@@ -1,4 +1,6 @@
-import Common
+import Records
+import Crypto
+import JWT
 
 /// A Google service-account key file (the JSON the Cloud console downloads) and the
 /// self-signed JWT it can make: RS256, kid = private_key_id, iss = sub = client_email,

@@ -1,4 +1,6 @@
-import Common
+import Records
+import Crypto
+import JWT
 
 let usage = """
 usage: sign-jwt dev --uid UID [--ttl S] [--claim NAME=VALUE]... [--claim-json NAME=JSON]... [--dev-keys DIR]

@@ -1,4 +1,7 @@
-import Common
+import Records
+import Crypto
+import Net
+import JWT
 
 /// Everything verify-jwt is told, from flags and environment variables (flags win).
 struct Configuration {
@@ -21,7 +24,7 @@ struct Configuration {
         func list(_ flag: String, _ variable: String) -> [String] {
             let given = options.values(flag)
             if !given.isEmpty { return given }
-            return (env(variable) ?? "").split(separator: ",").map { $0.trimmingSpacesAndTabs() }.filter { !$0.isEmpty }
+            return (env(variable) ?? "").split(separator: ",").map { String($0.trimmingSpacesAndTabs()) }.filter { !$0.isEmpty }
         }
         func text(_ flag: String, _ variable: String) -> String? {
             options.values(flag).last ?? env(variable)

@@ -1,4 +1,6 @@
-import Common
+import Records
+import Crypto
+import JWT
 
 struct GateSettings {
     /// Route names (annotations.route.name, from `route`) that need no token.

@@ -3,7 +3,10 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
-import Common
+import Records
+import Crypto
+import Net
+import JWT
 
 /// Where the signing keys come from.
 enum KeySource: Equatable, CustomStringConvertible {
@@ -48,7 +51,7 @@ struct KeyStoreSettings: Equatable {
 /// keep serving for a grace period; with no usable keys at all, lookups throw
 /// `.keysUnavailable` (a 503, since the client did nothing wrong).
 final class KeyStore {
-    typealias Fetcher = (FetchURL, Int) throws(FetchError) -> HTTPResponse
+    typealias Fetcher = (FetchURL, Int) throws(NetError) -> HTTPResponse
     typealias WallClock = () -> Int
 
     let source: KeySource
@@ -71,7 +74,7 @@ final class KeyStore {
     let cacheBase: String
 
     init(source: KeySource, settings: KeyStoreSettings,
-         fetcher: @escaping Fetcher = { url, timeout throws(FetchError) in try HTTPClient.get(url, timeoutMillis: timeout, userAgent: "edgepipe-verify-jwt") },
+         fetcher: @escaping Fetcher = { url, timeout throws(NetError) in try HTTPClient.get(url, timeoutMillis: timeout, userAgent: "edgepipe-verify-jwt") },
          clock: @escaping WallClock = { time(nil) }) {
         self.source = source
         self.settings = settings
@@ -184,22 +187,22 @@ final class KeyStore {
             let (config, _) = try get(url)
             guard case .string(let uri)? = config["jwks_uri"], let jwksURL = FetchURL.parse(uri),
                   jwksURL.isTLS || jwksURL.isLoopback else {
-                throw FetchError("discovery document without a usable https jwks_uri")
+                throw NetError("discovery document without a usable https jwks_uri")
             }
             // OpenID Connect Discovery §4.3: the document must name the issuer we expect.
             guard case .string(let issuer)? = config["issuer"], settings.issuers.contains(issuer) else {
-                throw FetchError("discovery document names another issuer")
+                throw NetError("discovery document names another issuer")
             }
             return try get(jwksURL)
         case .file:
-            throw FetchError("files are not fetched")
+            throw NetError("files are not fetched")
         }
     }
 
     private func get(_ url: FetchURL) throws -> (JSON, Int) {
         let response = try fetcher(url, settings.timeoutMillis)
-        guard response.status == 200 else { throw FetchError("HTTP \(response.status) from \(url)") }
-        guard let json = try? JSONReader.parse(response.body) else { throw FetchError("response from \(url) is not JSON") }
+        guard response.status == 200 else { throw NetError("HTTP \(response.status) from \(url)") }
+        guard let json = try? JSONReader.parse(response.body) else { throw NetError("response from \(url) is not JSON") }
         let maxAge = Self.maxAge(cacheControl: response.header("cache-control"), age: response.header("age"))
             ?? settings.defaultMaxAge
         return (json, min(max(maxAge, 0), settings.maxMaxAge))
@@ -254,11 +257,3 @@ final class KeyStore {
     }
 }
 
-extension StringProtocol {
-    func trimmingSpacesAndTabs() -> String {
-        var s = Substring(self)
-        while let f = s.first, f == " " || f == "\t" { s = s.dropFirst() }
-        while let l = s.last, l == " " || l == "\t" { s = s.dropLast() }
-        return String(s)
-    }
-}

@@ -3,7 +3,8 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
-import Common
+import Records
+import Crypto
 
 /// The last few tokens that verified. A keep-alive connection (one verify-jwt process) sends
 /// the same token with every request; remembering it saves an RSA verification, the JSON of

@@ -1,4 +1,4 @@
-import Common
+import Records
 
 let usage = """
 usage: verify-jwt [--firebase-project ID | --jwks-url URL | --jwks-file FILE | --discovery-url URL | --dev-keys DIR]

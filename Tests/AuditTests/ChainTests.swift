@@ -1,6 +1,6 @@
 import XCTest
 import Foundation
-import Common
+import Records
 @testable import audit
 
 /// A log built from entries with consecutive seqs, as the writer would produce it.

@@ -1,6 +1,6 @@
 import XCTest
 import Foundation
-import Common
+import Records
 @testable import audit
 
 final class LogTests: XCTestCase {

@@ -1,5 +1,6 @@
 import XCTest
-@testable import Common
+@testable import Records
+import Crypto
 
 final class JSONReaderTests: XCTestCase {
     func parses(_ text: String) -> JSON? { try? JSONReader.parse(text) }

@@ -1,5 +1,5 @@
 import XCTest
-@testable import Common
+@testable import Records
 
 /// Record.parse keeps each field as the line's bytes until it is read; these tests pin
 /// down that this is invisible: same values, same output, same refusals as a full parse.

@@ -1,5 +1,5 @@
 import XCTest
-@testable import Common
+@testable import Records
 
 final class RecordTests: XCTestCase {
     let requestLine = #"{"id":"7","method":"HEAD","path":"/a","query":"x=1","version":"HTTP/1.0","headers":[["host","h"],["x-tag","a"],["x-tag","b"]],"body":"","remote":"10.0.0.1","keep_alive":true,"extra":{"kept":true}}"#

@@ -1,6 +1,6 @@
 import XCTest
 import Foundation
-import Common
+import Records
 @testable import http_decode
 
 /// Runs the decoder over a socketpair (as under socat EXEC) or pipes, with `input` already

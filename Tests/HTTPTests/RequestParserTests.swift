@@ -1,5 +1,6 @@
 import XCTest
-@testable import Common
+@testable import http_decode
+@testable import Records
 
 /// Feeds `input` whole, and again one byte at a time, and checks that both ways give the
 /// same requests and the same failure: a parser that depends on how reads split the

@@ -1,6 +1,6 @@
 import XCTest
 import Foundation
-import Common
+import Records
 @testable import http_encode
 
 /// 1994-11-06 08:49:37 UTC, the RFC's example date.

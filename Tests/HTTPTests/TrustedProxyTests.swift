@@ -1,6 +1,6 @@
 import XCTest
 import Foundation
-import Common
+import Records
 @testable import http_decode
 
 private func proxies(_ specs: String...) -> TrustedProxies { try! TrustedProxies(parsing: specs) }

@@ -1,5 +1,6 @@
 import XCTest
-@testable import Common
+@testable import Records
+@testable import Crypto
 
 /// RSA keys of X.509 certificates are read from the DER by CertificatePublicKey, not by
 /// PEM_read_bio_X509: the same n and e as OpenSSL reads, and malformed DER refused.

@@ -1,5 +1,7 @@
 import XCTest
-@testable import Common
+@testable import Records
+@testable import Crypto
+@testable import JWT
 
 /// Published vectors: RFC 7515 A.2 (RS256) and A.3 (ES256), RFC 8037 A.4 (EdDSA).
 enum Vectors {

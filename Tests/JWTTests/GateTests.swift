@@ -3,7 +3,9 @@ import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
-@testable import Common
+@testable import Records
+@testable import Net
+@testable import JWT
 @testable import verify_jwt
 
 /// A fresh directory under the system temporary directory, removed when the test ends.

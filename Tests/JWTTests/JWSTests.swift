@@ -1,5 +1,7 @@
 import XCTest
-@testable import Common
+@testable import Records
+@testable import Crypto
+@testable import JWT
 
 /// Builds tokens from raw JSON text, so malformed ones can be made too.
 enum Mint {

@@ -2,7 +2,10 @@ import XCTest
 #if canImport(Glibc)
 import Glibc
 #endif
-@testable import Common
+@testable import Records
+@testable import Crypto
+@testable import Net
+@testable import JWT
 @testable import verify_jwt
 
 /// A key endpoint in memory: what it serves, whether it is up, and how often it was asked.
@@ -14,9 +17,9 @@ final class FakeEndpoint {
     var documents: [String: String] = [:]   // other URLs (discovery)
 
     func fetcher() -> KeyStore.Fetcher {
-        { url, _ throws(FetchError) in
+        { url, _ throws(NetError) in
             self.hits += 1
-            guard self.up else { throw FetchError("connection refused") }
+            guard self.up else { throw NetError("connection refused") }
             if let doc = self.documents[url.description] {
                 return HTTPResponse(status: 200, headers: [], body: Array(doc.utf8))
             }

@@ -1,5 +1,6 @@
 import XCTest
-@testable import Common
+@testable import Records
+@testable import Crypto
 
 /// RS256/384/512 verify on the key's numbers (RSAPublicNumbers), not through RSA_verify:
 /// the same answers, including for the malformed signatures RSA_verify refuses.

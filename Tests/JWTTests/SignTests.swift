@@ -2,7 +2,9 @@ import XCTest
 #if canImport(Glibc)
 import Glibc
 #endif
-@testable import Common
+@testable import Records
+@testable import Crypto
+@testable import JWT
 @testable import sign_jwt
 
 final class DevKeysTests: XCTestCase {

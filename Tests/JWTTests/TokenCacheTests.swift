@@ -1,5 +1,8 @@
 import XCTest
-@testable import Common
+@testable import Records
+@testable import Crypto
+@testable import Net
+@testable import JWT
 @testable import verify_jwt
 
 /// The verified-token cache of verify-jwt: a repeated token skips verification, but never

@@ -1,5 +1,7 @@
 import XCTest
-@testable import Common
+@testable import Records
+@testable import Crypto
+@testable import JWT
 
 final class VerifierTests: XCTestCase {
     nonisolated(unsafe) static let jwks: KeySet = {

@@ -1,6 +1,7 @@
 import XCTest
 import Foundation
-@testable import Common
+@testable import Records
+@testable import KV
 
 /// A clock the tests move by hand.
 final class FakeClock: @unchecked Sendable {

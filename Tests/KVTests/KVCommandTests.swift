@@ -1,6 +1,7 @@
 import XCTest
 import Foundation
-import Common
+import Records
+import KV
 @testable import kv
 
 final class KVCommandTests: XCTestCase {

@@ -1,5 +1,6 @@
 import XCTest
-import Common
+import Records
+import KV
 
 /// What a backend gives the shared suite: a fresh, empty store per test, and a way to
 /// let time pass (a fake clock for DirectoryStore; a real wait for a networked engine).

@@ -1,6 +1,8 @@
 import XCTest
 import Foundation
-@testable import Common
+@testable import Records
+@testable import Crypto
+@testable import KV
 
 /// The Redis server the tests use: EDGEPIPE_TEST_REDIS_URL (Tests/run starts one and sets
 /// it). Without it the Redis cases skip; the protocol and URL cases below always run.

@@ -1,6 +1,8 @@
 import XCTest
 import Foundation
-import Common
+import Records
+import KV
+import Subscriptions
 @testable import kv
 
 final class SubscriptionReadTests: XCTestCase {

@@ -1,5 +1,6 @@
 import XCTest
-import Common
+import Records
+import Subscriptions
 
 final class SubscriptionStateTests: XCTestCase {
     let now = 1_800_000_000

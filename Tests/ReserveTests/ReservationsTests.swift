@@ -1,5 +1,7 @@
 import XCTest
-@testable import Common
+@testable import Records
+@testable import Crypto
+@testable import KV
 @testable import reserve
 
 final class SubmitTests: XCTestCase {

@@ -1,5 +1,5 @@
 import XCTest
-@testable import Common
+@testable import Records
 @testable import reserve
 
 /// The HTTP answers and audit annotations, on records as the pipeline passes them.

@@ -1,6 +1,8 @@
 import Foundation
 import XCTest
-@testable import Common
+@testable import Records
+@testable import Crypto
+@testable import KV
 @testable import reserve
 
 /// A clock the tests move by hand.

@@ -1,5 +1,5 @@
 import XCTest
-import Common
+import Records
 @testable import route
 
 /// What the filter does to records: annotations, fixed answers and error responses.

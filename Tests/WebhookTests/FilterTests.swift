@@ -1,6 +1,7 @@
 import XCTest
 import Foundation
-import Common
+import Records
+import KV
 @testable import apply_webhook
 
 /// Filter mode: records in, records out, as the pipeline runs it.

@@ -1,6 +1,7 @@
 import XCTest
 import Foundation
-import Common
+import Records
+import KV
 @testable import apply_webhook
 
 /// Batch mode's grouped durable writes (KVWriteGroup over a DirectoryStore) must give

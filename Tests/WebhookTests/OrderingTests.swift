@@ -1,5 +1,7 @@
 import XCTest
-import Common
+import Records
+import KV
+import Subscriptions
 @testable import apply_webhook
 
 /// Lifecycles, at-least-once delivery, out-of-order delivery and crashes.

@@ -1,6 +1,7 @@
 import XCTest
+@testable import apply_webhook
 import Foundation
-import Common
+
 
 /// The Stripe-Signature verifier against known answers produced by Stripe's official
 /// Python library (stripe 16.1.0, WebhookSignature.generate_signature_header), and the

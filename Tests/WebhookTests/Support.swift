@@ -1,4 +1,6 @@
-import Common
+import Records
+import KV
+import Subscriptions
 @testable import apply_webhook
 
 /// An in-memory KVStore with the protocol's semantics (versions, create-only, CAS,

@@ -1,5 +1,6 @@
 import XCTest
-import Common
+import Records
+import Subscriptions
 @testable import apply_webhook
 
 /// Each transition in isolation, through the applier and an in-memory store.

@@ -1,3 +1,4 @@
+import Records
 /// The subject public key of a PEM X.509 certificate, read from its DER by DERReader.
 ///
 /// Why not PEM_read_bio_X509: it decodes the key through OpenSSL 3's decoders and name map

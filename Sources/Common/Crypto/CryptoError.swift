@@ -1,4 +1,4 @@
-import COpenSSL
+internal import COpenSSL
 
 /// A failure in an OpenSSL call, with OpenSSL's own first reason when it gave one.
 public struct CryptoError: Error, CustomStringConvertible, Sendable {
@@ -17,9 +17,9 @@ public struct CryptoError: Error, CustomStringConvertible, Sendable {
     public var description: String { message }
 }
 
-enum OpenSSLErrors {
+package enum OpenSSLErrors {
     /// The first queued error as text, and an empty queue afterwards.
-    static func drain() -> String? {
+    package static func drain() -> String? {
         let code = ERR_get_error()
         guard code != 0 else { return nil }
         var buffer = [CChar](repeating: 0, count: 256)
@@ -28,7 +28,7 @@ enum OpenSSLErrors {
         return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
-    static func clear() { ERR_clear_error() }
+    package static func clear() { ERR_clear_error() }
 }
 
 /// A memory BIO, the way PEM reading and writing talk to OpenSSL.

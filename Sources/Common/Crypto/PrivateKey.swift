@@ -1,4 +1,5 @@
-import COpenSSL
+internal import COpenSSL
+import Records
 
 /// A private key (an owned EVP_PKEY) for signing JWS: loaded from PEM (PKCS#8 or the
 /// traditional RSA/EC forms) or freshly generated.

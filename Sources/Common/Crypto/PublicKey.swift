@@ -1,7 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import COpenSSL
+internal import COpenSSL
 
 /// The JWS signature algorithms edgepipe verifies (RFC 7518 §3, RFC 8037). HMAC and
 /// `none` are deliberately absent: a verifier that knows only public keys can never be

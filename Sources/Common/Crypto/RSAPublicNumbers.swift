@@ -1,4 +1,4 @@
-import COpenSSL
+internal import COpenSSL
 
 /// An RSA public key as its modulus and exponent (owned BIGNUMs, with the modulus's
 /// Montgomery context), verifying RSASSA-PKCS1-v1_5 signatures (RS256/384/512).

@@ -1,4 +1,4 @@
-import COpenSSL
+internal import COpenSSL
 
 /// Verifies JWS signatures of one algorithm under one key.
 ///

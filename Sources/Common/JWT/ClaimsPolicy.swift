@@ -1,3 +1,4 @@
+import Records
 /// The claim checks Firebase's `verifyIdToken` makes, plus the generic ones: `exp` and
 /// `iat` required, `nbf` and `auth_time` honoured when present, all with one leeway for
 /// clock skew; `iss` and `aud` exact (an `aud` array must contain a configured audience);

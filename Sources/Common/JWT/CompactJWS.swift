@@ -3,6 +3,8 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
+import Records
+import Crypto
 
 /// A JWS in compact serialization (RFC 7515 §7.1), parsed but not yet verified.
 ///

@@ -1,3 +1,5 @@
+import Records
+import Crypto
 /// Verifies a compact JWT: strict parsing, the algorithm allow-list, a `kid` that names a
 /// configured key of the matching type, the signature, then the claims. The signature
 /// comes before the claims so that nothing about a forged token's claims is reported.

@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
+import Records
 
 /// File handling for key material shared between processes: the JWKS cache of verify-jwt
 /// and the dev key pair of sign-jwt. Keys decide who is authenticated, so their files are
@@ -101,7 +102,7 @@ public final class FileLock {
         var buffer = [UInt8](repeating: 0, count: 128)
         let n = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, 0) }
         guard n > 0 else { return "" }
-        return String(decoding: buffer[0..<n], as: UTF8.self).trimmingSpaces().split(separator: "\n").first.map(String.init) ?? ""
+        return String(decoding: buffer[0..<n], as: UTF8.self).trimmingSpacesAndTabs().split(separator: "\n").first.map(String.init) ?? ""
     }
 
     public func writeNote(_ text: String) {

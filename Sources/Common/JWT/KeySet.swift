@@ -1,3 +1,5 @@
+import Records
+import Crypto
 /// Signing keys by `kid`, from a JWK Set (RFC 7517 §5) or Google's X.509 certificate map
 /// (`{"<kid>": "-----BEGIN CERTIFICATE-----..."}`, what the Firebase Admin SDKs fetch).
 ///

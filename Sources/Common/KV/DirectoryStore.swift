@@ -3,6 +3,8 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
+import Records
+import Crypto
 
 /// The embedded KV engine: one file per key under a directory (layout in KVFileName
 /// and docs/kv.md). Each file is a whole JSON document

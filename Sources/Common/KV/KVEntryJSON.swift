@@ -1,3 +1,4 @@
+import Records
 extension KVEntry {
     /// The entry as one JSON document, `{"key","version","expires_at","metadata","value"}`:
     /// DirectoryStore's file format and what `kv get --entry` prints.

@@ -1,3 +1,4 @@
+import Crypto
 // How DirectoryStore turns arbitrary keys into file names (docs/kv.md, "On disk").
 //
 // The constraints: any UTF-8 key (slashes, dots, `..`, NUL, emoji) must become one

@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
+import Records
 
 // The key-value store behind subscriptions, reservations and webhook bookkeeping.
 // One protocol, several engines: a directory of files on one machine (the embedded

@@ -3,6 +3,8 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
+import Records
+import Crypto
 
 /// A store whose writes are made durable together: reads see every write of the group at
 /// once, other processes see none of them until `commit` returns, and then each key holds

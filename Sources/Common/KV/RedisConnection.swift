@@ -3,6 +3,8 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
+import Records
+import Net
 
 /// Why a round trip failed. `io` means the connection is unusable (and whether the
 /// request may have reached the server); `server` is a refusal on a healthy connection.
@@ -22,21 +24,7 @@ enum RedisFailure: Error {
 /// session). Requests are pipelined: all commands are written, then all replies read.
 /// Not thread-safe: RedisStore hands a connection to one caller at a time.
 final class RedisConnection {
-    private enum Transport {
-        case tcp(StreamSocket)
-        case tls(TLSStream, StreamSocket)
-        case unix(StreamSocket)
-
-        var fd: Int32 {
-            switch self {
-            case .tcp(let s): return s.fd
-            case .tls(_, let s): return s.fd
-            case .unix(let s): return s.fd
-            }
-        }
-    }
-
-    private let transport: Transport
+    private let transport: Connection
     private var buffer: [UInt8] = []
     private var consumed = 0
     private var chunk = [UInt8](repeating: 0, count: 64 << 10)
@@ -60,23 +48,16 @@ final class RedisConnection {
             location.endpoint = .tcp(host: primary.host, port: primary.port)
             mustBePrimary = true
         }
+        let endpoint: Endpoint
         switch location.endpoint {
-        case .tcp(let host, let port):
-            let socket: StreamSocket
-            do { socket = try StreamSocket.connect(host: host, port: port, deadline: deadline) }
-            catch { throw .io("cannot connect to \(name): \(error.description)", sent: false) }
-            if location.tls {
-                do { transport = .tls(try TLSStream(socket: socket, host: host, deadline: deadline), socket) }
-                catch { throw .io("cannot connect to \(name): \(error.description)", sent: false) }
-            } else {
-                transport = .tcp(socket)
-            }
-        case .unix(let path):
-            do { transport = .unix(try StreamSocket.connect(unixPath: path, deadline: deadline)) }
-            catch { throw .io("cannot connect to \(name): \(error.description)", sent: false) }
-        case .sentinel:
-            preconditionFailure("resolved above")
+        case .tcp(let host, let port): endpoint = .tcp(host: host, port: port)
+        case .unix(let path): endpoint = .unix(path: path)
+        case .sentinel: preconditionFailure("resolved above")
         }
+        let tls: TLSSettings?
+        if location.tls, case .tcp(let host, _) = endpoint { tls = TLSSettings(serverName: host) } else { tls = nil }
+        do { transport = try Connection.open(endpoint, tls: tls, deadline: deadline) }
+        catch { throw .io("cannot connect to \(name): \(error.description)", sent: false) }
 
         var handshake: [[[UInt8]]] = []
         if location.protocolVersion == 3 {
@@ -158,7 +139,7 @@ final class RedisConnection {
         let deadline = Clock.monotonicMillis() + (timeoutMillis ?? self.timeoutMillis)
         var out: [UInt8] = []
         for c in commands { RESP.encode(c, into: &out) }
-        do { try write(out, deadline: deadline) }
+        do { try transport.write(out, deadline: deadline) }
         catch { throw .io(error.description, sent: true) }
         var replies: [RESPValue] = []
         replies.reserveCapacity(commands.count)
@@ -185,26 +166,10 @@ final class RedisConnection {
             }
             if consumed > 0 { buffer.removeSubrange(0..<consumed); consumed = 0 }
             let n: Int
-            do { n = try read(&chunk, deadline: deadline) }
+            do { n = try transport.read(&chunk, deadline: deadline) }
             catch { throw .io(error.description, sent: true) }
             if n == 0 { throw .io("connection closed by the server", sent: true) }
             buffer.append(contentsOf: chunk[0..<n])
-        }
-    }
-
-    private func write(_ bytes: [UInt8], deadline: Int) throws(FetchError) {
-        switch transport {
-        case .tcp(let s): try s.write(bytes, deadline: deadline)
-        case .tls(let t, _): try t.write(bytes, deadline: deadline)
-        case .unix(let s): try s.write(bytes, deadline: deadline)
-        }
-    }
-
-    private func read(_ chunk: inout [UInt8], deadline: Int) throws(FetchError) -> Int {
-        switch transport {
-        case .tcp(let s): return try s.read(&chunk, deadline: deadline)
-        case .tls(let t, _): return try t.read(&chunk, deadline: deadline)
-        case .unix(let s): return try s.read(&chunk, deadline: deadline)
         }
     }
 }

@@ -3,6 +3,8 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
+import Records
+import Crypto
 
 /// Where a RedisStore connects and how, parsed from its URL (docs/scaling.md):
 ///

@@ -1,3 +1,4 @@
+import Crypto
 /// The Lua scripts behind RedisStore. Each operation is one script, and Redis runs a script
 /// atomically: the read of the current version, the decision (create-only, compare-and-swap)
 /// and every write (entry hash, expiry, key index) happen with nothing in between, and

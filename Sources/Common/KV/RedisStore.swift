@@ -3,6 +3,8 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
+import Records
+import Crypto
 
 /// The networked KV engine: one Redis (a primary, with replicas and Sentinel for
 /// failover) shared by every gateway machine (docs/scaling.md). Same semantics as

@@ -1,4 +1,4 @@
-import COpenSSL
+internal import COpenSSL
 
 /// SHA-256, HMAC-SHA256, constant-time comparison and random bytes.
 ///

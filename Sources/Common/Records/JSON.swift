@@ -694,14 +694,7 @@ public struct JSONReader {
         return v
     }
 
-    @inline(__always) private static func hexValue(_ b: UInt8) -> UInt32? {
-        switch b {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): return UInt32(b - UInt8(ascii: "0"))
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): return UInt32(b - UInt8(ascii: "a") + 10)
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): return UInt32(b - UInt8(ascii: "A") + 10)
-        default: return nil
-        }
-    }
+    @inline(__always) private static func hexValue(_ b: UInt8) -> UInt32? { ASCII.hexValue(b).map(UInt32.init) }
 
     private mutating func readString() throws(JSONError) -> String {
         makeString(try scanString())

@@ -3,6 +3,8 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
+import Records
+import Crypto
 
 /// Appends entries to a hash-chained audit log shared by many processes.
 ///

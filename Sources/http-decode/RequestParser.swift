@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
+import Records
 
 // An HTTP/1.1 request parser (RFC 9112) for a server that sits in front of filters that
 // trust what it tells them. Anything two parsers could read two ways (the raw material of
@@ -567,12 +568,7 @@ public struct RequestParser {
         return nil
     }
 
-    static func trimOWS(_ part: Substring) -> Substring {
-        var s = part
-        while let f = s.first, f == " " || f == "\t" { s = s.dropFirst() }
-        while let l = s.last, l == " " || l == "\t" { s = s.dropLast() }
-        return s
-    }
+    static func trimOWS(_ part: Substring) -> Substring { part.trimmingSpacesAndTabs() }
 
     /// Comma-separated list elements, trimmed and lower-cased.
     static func listElements(_ values: [String], keepEmpty: Bool = false) -> [String] {
@@ -676,26 +672,10 @@ public struct RequestParser {
 
 /// Byte classes from RFC 9110 §5.6.
 enum HTTPByteClass {
-    private static let tokenTable: [Bool] = {
-        var t = [Bool](repeating: false, count: 256)
-        for c in UInt8(ascii: "0")...UInt8(ascii: "9") { t[Int(c)] = true }
-        for c in UInt8(ascii: "a")...UInt8(ascii: "z") { t[Int(c)] = true }
-        for c in UInt8(ascii: "A")...UInt8(ascii: "Z") { t[Int(c)] = true }
-        for c in "!#$%&'*+-.^_`|~".utf8 { t[Int(c)] = true }
-        return t
-    }()
-
-    static func isToken(_ c: UInt8) -> Bool { tokenTable[Int(c)] }
+    static func isToken(_ c: UInt8) -> Bool { ASCII.isToken(c) }
     static func isDigit(_ c: UInt8) -> Bool { c >= 0x30 && c <= 0x39 }
     static func isHex(_ c: UInt8) -> Bool { hexValue(c) != nil }
-    static func hexValue(_ c: UInt8) -> UInt8? {
-        switch c {
-        case 0x30...0x39: return c - 0x30
-        case 0x61...0x66: return c - 0x61 + 10
-        case 0x41...0x46: return c - 0x41 + 10
-        default: return nil
-        }
-    }
+    static func hexValue(_ c: UInt8) -> UInt8? { ASCII.hexValue(c) }
     static func lower(_ c: UInt8) -> UInt8 { c >= 0x41 && c <= 0x5A ? c + 0x20 : c }
     /// HTAB, SP, VCHAR, obs-text: what may appear in a field value or quoted string.
     static func isFieldByte(_ c: UInt8) -> Bool { c == 0x09 || (c >= 0x20 && c != 0x7F) }

@@ -1,3 +1,6 @@
+import Records
+import Crypto
+
 // The audit log's format: one JSON object per line, each naming the SHA-256 of the line
 // before it ("prev"), so editing, removing or reordering any line breaks the chain at a
 // place `ChainVerifier` can name. See docs/audit.md.

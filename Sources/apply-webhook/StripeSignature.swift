@@ -1,3 +1,6 @@
+import Records
+import Crypto
+
 // Stripe's webhook signature scheme, checked the way Stripe's own libraries check it
 // (stripe-python's WebhookSignature.verify_header, stripe-node's verifyHeader), so that
 // a delivery our service refuses is one those libraries refuse too, with the same reason.
