@@ -4,7 +4,7 @@ import PackageDescription
 // One library per concern; dependencies only point down (docs/architecture.md):
 //
 //   Records         the record model, JSON, line I/O, options, logs, clock, base64
-//   SharedMemory    atomic slots in a memory-mapped file, shared by a machine's pipelines
+//   SharedMemory    atomic slots in a memory-mapped file, shared by all pipelines  -> Records
 //   Crypto          OpenSSL behind small owning types: keys, signatures, digests   -> Records
 //   Net             stream sockets (TCP, Unix), TLS, the HTTP/1.1 client           -> Records, Crypto
 //   JWT             compact JWS, key sets, claims                                  -> Records, Crypto
@@ -22,7 +22,7 @@ let package = Package(
         .systemLibrary(name: "COpenSSL", path: "Sources/COpenSSL", pkgConfig: "openssl",
                        providers: [.apt(["libssl-dev"])]),
         .target(name: "Records", path: "Sources/Common/Records"),
-        .target(name: "SharedMemory", path: "Sources/Common/SharedMemory"),
+        .target(name: "SharedMemory", dependencies: ["Records"], path: "Sources/Common/SharedMemory"),
         .target(name: "Crypto", dependencies: ["Records", "COpenSSL"], path: "Sources/Common/Crypto"),
         .target(name: "Net", dependencies: ["Records", "Crypto", "COpenSSL"], path: "Sources/Common/Net"),
         .target(name: "JWT", dependencies: ["Records", "Crypto"], path: "Sources/Common/JWT"),

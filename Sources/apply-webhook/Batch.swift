@@ -73,7 +73,7 @@ struct Batch {
     private mutating func input(_ path: String) throws {
         var st = stat()
         guard stat(path, &st) == 0 else {
-            try report(invalidItem("\(path): cannot open: \(String(cString: strerror(errno)))"), at: path)
+            try report(invalidItem("\(path): cannot open: \(errnoText(errno))"), at: path)
             return
         }
         if st.st_mode & S_IFMT == S_IFDIR {
@@ -91,7 +91,7 @@ struct Batch {
         } else {
             let fd = open(path, O_RDONLY | O_CLOEXEC)
             guard fd >= 0 else {
-                try report(invalidItem("\(path): cannot open: \(String(cString: strerror(errno)))"), at: path)
+                try report(invalidItem("\(path): cannot open: \(errnoText(errno))"), at: path)
                 return
             }
             defer { close(fd) }

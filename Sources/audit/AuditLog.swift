@@ -83,7 +83,7 @@ public final class AuditLog {
     public func sync() {
         guard unsynced > 0, logFD >= 0 else { return }
         if retryEINTR({ fdatasync(logFD) }) != 0 {
-            Log.error("fsync of \(unsynced) audit entries in \(logPath) failed (\(errorText())): they may be lost on a crash")
+            Log.error("fsync of \(unsynced) audit entries in \(logPath) failed (\(errnoText())): they may be lost on a crash")
         }
         unsynced = 0
     }
@@ -108,14 +108,14 @@ public final class AuditLog {
         out.append(contentsOf: line); out.append(0x0A)
 
         if !FileOutput.writeAll(logFD, out) {
-            let reason = "cannot append to \(logPath) (\(errorText()))"
+            let reason = "cannot append to \(logPath) (\(errnoText()))"
             // A partial line would break the chain for every later writer: take it back.
             _ = ftruncate(logFD, off_t(size))
             throw Failure(reason: reason)
         }
         if groupFsync <= 1 {
             if retryEINTR({ fdatasync(logFD) }) != 0 {
-                let reason = "cannot fsync \(logPath) (\(errorText()))"
+                let reason = "cannot fsync \(logPath) (\(errnoText()))"
                 _ = ftruncate(logFD, off_t(size))
                 throw Failure(reason: reason)
             }
@@ -134,7 +134,7 @@ public final class AuditLog {
     private func withLock<T>(_ body: (Int32) throws(Failure) -> T) throws(Failure) -> T {
         for _ in 0..<8 {
             let fd = open(headPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o640)
-            guard fd >= 0 else { throw Failure(reason: "cannot open \(headPath) (\(errorText()))") }
+            guard fd >= 0 else { throw Failure(reason: "cannot open \(headPath) (\(errnoText()))") }
             defer { close(fd) }   // closing releases the lock
             switch LockWait.exclusive(fd, timeoutMillis: lockTimeoutMillis) {
             case .locked: break
@@ -168,7 +168,7 @@ public final class AuditLog {
         let bytes = head.serialized()
         let n = bytes.withUnsafeBytes { pwrite(fd, $0.baseAddress!, $0.count, 0) }
         if n != bytes.count || (size > bytes.count && ftruncate(fd, off_t(bytes.count)) != 0) {
-            Log.error("cannot update \(path) (\(errorText())); the chain continues from the log itself")
+            Log.error("cannot update \(path) (\(errnoText())); the chain continues from the log itself")
         }
     }
 
@@ -191,7 +191,7 @@ public final class AuditLog {
             if fd >= 0 { created = true }
             else if errno == EEXIST { fd = open(logPath, O_RDWR | O_APPEND | O_CLOEXEC) }
         }
-        guard fd >= 0 else { throw Failure(reason: "cannot open \(logPath) (\(errorText()))") }
+        guard fd >= 0 else { throw Failure(reason: "cannot open \(logPath) (\(errnoText()))") }
         var st = stat()
         fstat(fd, &st)
         logFD = fd
@@ -204,7 +204,7 @@ public final class AuditLog {
 
     private func logSize() throws(Failure) -> Int {
         var st = stat()
-        guard fstat(logFD, &st) == 0 else { throw Failure(reason: "cannot stat \(logPath) (\(errorText()))") }
+        guard fstat(logFD, &st) == 0 else { throw Failure(reason: "cannot stat \(logPath) (\(errnoText()))") }
         logIsRegular = (st.st_mode & S_IFMT) == S_IFREG
         return logIsRegular ? Int(st.st_size) : 0
     }
@@ -216,21 +216,21 @@ public final class AuditLog {
         let empty = (head?.seq ?? 0, head?.hash ?? AuditChain.zeroHash)
         guard size > 0 else { return empty }
         guard let lastByte = Self.readAt(logFD, at: size - 1, count: 1), lastByte.count == 1 else {
-            throw Failure(reason: "cannot read \(logPath) (\(errorText()))")
+            throw Failure(reason: "cannot read \(logPath) (\(errnoText()))")
         }
         if lastByte[0] != 0x0A {
             let start = Self.lastNewline(logFD, before: size).map { $0 + 1 } ?? 0
             let torn = Self.readAt(logFD, at: start, count: size - start) ?? []
             saveTorn(torn, offset: start, millis: millis)
             guard ftruncate(logFD, off_t(start)) == 0 else {
-                throw Failure(reason: "cannot cut the incomplete last line of \(logPath) (\(errorText()))")
+                throw Failure(reason: "cannot cut the incomplete last line of \(logPath) (\(errnoText()))")
             }
             size = start
             if size == 0 { return empty }
         }
         let start = Self.lastNewline(logFD, before: size - 1).map { $0 + 1 } ?? 0
         guard let line = Self.readAt(logFD, at: start, count: size - 1 - start) else {
-            throw Failure(reason: "cannot read \(logPath) (\(errorText()))")
+            throw Failure(reason: "cannot read \(logPath) (\(errnoText()))")
         }
         let hash = AuditChain.hash(line)
         if let seq = (try? JSONReader.parse(line))?["seq"]?.int { return (seq, hash) }
@@ -306,21 +306,21 @@ public final class AuditLog {
     /// take the head lock still must not interleave). Returns why it failed, or nil.
     private func appendSpill(_ line: [UInt8]) -> String? {
         let fd = open(spillPath, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o640)
-        guard fd >= 0 else { return errorText() }
+        guard fd >= 0 else { return errnoText() }
         defer { close(fd) }
-        guard retryEINTR({ flock(fd, LOCK_EX) }) == 0 else { return errorText() }
+        guard retryEINTR({ flock(fd, LOCK_EX) }) == 0 else { return errnoText() }
         var st = stat()
         let size = fstat(fd, &st) == 0 ? Int(st.st_size) : 0
         let isRegular = (st.st_mode & S_IFMT) == S_IFREG
         var bytes = line
         bytes.append(0x0A)
         if !FileOutput.writeAll(fd, bytes) {
-            let why = errorText()
+            let why = errnoText()
             if isRegular { _ = ftruncate(fd, off_t(size)) }
             return why
         }
         if retryEINTR({ fdatasync(fd) }) != 0 && isRegular {
-            let why = errorText()
+            let why = errnoText()
             _ = ftruncate(fd, off_t(size))
             return why
         }
@@ -373,7 +373,6 @@ private func retryEINTR(_ call: () -> Int32) -> Int32 {
     }
 }
 
-private func errorText() -> String { String(cString: strerror(errno)) }
 
 /// A blocking flock with a deadline. flock has no timeout, so a POSIX timer sends SIGUSR2
 /// (handled without SA_RESTART) every 20 ms while waiting: flock returns EINTR and the
@@ -389,16 +388,16 @@ enum LockWait {
 
     static func exclusive(_ fd: Int32, timeoutMillis: Int) -> Result {
         if flock(fd, LOCK_EX | LOCK_NB) == 0 { return .locked }
-        if errno != EWOULDBLOCK && errno != EINTR { return .failed(errorText()) }
+        if errno != EWOULDBLOCK && errno != EINTR { return .failed(errnoText()) }
         if timeoutMillis == 0 || !install() {
-            return retryEINTR({ flock(fd, LOCK_EX) }) == 0 ? .locked : .failed(errorText())
+            return retryEINTR({ flock(fd, LOCK_EX) }) == 0 ? .locked : .failed(errnoText())
         }
         let deadline = Clock.monotonicMillis() + timeoutMillis
         arm(true)
         defer { arm(false) }
         while true {
             if flock(fd, LOCK_EX) == 0 { return .locked }
-            if errno != EINTR { return .failed(errorText()) }
+            if errno != EINTR { return .failed(errnoText()) }
             if Clock.monotonicMillis() >= deadline {
                 // One last try: the holder may have just let go.
                 return flock(fd, LOCK_EX | LOCK_NB) == 0 ? .locked : .timedOut

@@ -132,7 +132,7 @@ enum QueryCommand {
         var out: [UInt8] = []
         for file in files {
             let fd = file == "-" ? 0 : open(file, O_RDONLY | O_CLOEXEC)
-            if fd < 0 { Log.fatal("cannot read \(file): \(String(cString: strerror(errno)))") }
+            if fd < 0 { Log.err("cannot read \(file)", status: 2) }
             var reader = LineReader(fd: fd)
             var number = 0
             var closed = false

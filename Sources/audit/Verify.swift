@@ -88,7 +88,7 @@ enum VerifyCommand {
     /// Feeds one file's lines; the failure text, or nil.
     static func feed(_ file: String, into verifier: inout ChainVerifier) -> String? {
         let fd = file == "-" ? 0 : open(file, O_RDONLY | O_CLOEXEC)
-        if fd < 0 { Log.fatal("cannot read \(file): \(String(cString: strerror(errno)))") }
+        if fd < 0 { Log.err("cannot read \(file)", status: 2) }
         defer { if fd != 0 { close(fd) } }
         var reader = LineReader(fd: fd)
         var number = 0

@@ -75,20 +75,20 @@ struct MaildirMailer: Mailer {
 
     func send(_ message: [UInt8]) throws(MailError) {
         guard Self.makeDirectories(directory) else {
-            throw MailError(description: "cannot create \(directory): \(String(cString: strerror(errno)))")
+            throw MailError(description: "cannot create \(directory): \(errnoText(errno))")
         }
         for sub in ["/tmp", "/new", "/cur"] where mkdir(directory + sub, 0o700) != 0 && errno != EEXIST {
-            throw MailError(description: "cannot create \(directory + sub): \(String(cString: strerror(errno)))")
+            throw MailError(description: "cannot create \(directory + sub): \(errnoText(errno))")
         }
         let name = Self.uniqueName()
         let temporary = directory + "/tmp/" + name
         let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw MailError(description: "cannot create \(temporary): \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw MailError(description: "cannot create \(temporary): \(errnoText(errno))") }
         var ok = FileOutput.writeAll(fd, message) && fsync(fd) == 0
         ok = close(fd) == 0 && ok
         if ok { ok = rename(temporary, directory + "/new/" + name) == 0 }
         if !ok {
-            let reason = String(cString: strerror(errno))
+            let reason = errnoText(errno)
             unlink(temporary)
             throw MailError(description: "cannot deliver into \(directory): \(reason)")
         }
@@ -129,7 +129,7 @@ struct SendmailMailer: Mailer {
     func send(_ message: [UInt8]) throws(MailError) {
         signal(SIGPIPE, SIG_IGN)
         var fds: [Int32] = [0, 0]
-        guard pipe(&fds) == 0 else { throw MailError(description: "pipe: \(String(cString: strerror(errno)))") }
+        guard pipe(&fds) == 0 else { throw MailError(description: "pipe: \(errnoText(errno))") }
         // Neither end may leak into the command (or a later one): it would never see EOF.
         for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
         let (readEnd, writeEnd) = (fds[0], fds[1])
@@ -153,7 +153,7 @@ struct SendmailMailer: Mailer {
         close(readEnd)
         guard spawned == 0 else {
             close(writeEnd)
-            throw MailError(description: "cannot run the mail command: \(String(cString: strerror(spawned)))")
+            throw MailError(description: "cannot run the mail command: \(errnoText(spawned))")
         }
         // The message is a few KiB: it fits in the pipe, so this write cannot hang on a
         // command that never reads. A command that exits without reading is its own
@@ -166,7 +166,7 @@ struct SendmailMailer: Mailer {
         while true {
             let r = waitpid(pid, &status, WNOHANG)
             if r == pid { break }
-            if r < 0 && errno != EINTR { throw MailError(description: "waitpid: \(String(cString: strerror(errno)))") }
+            if r < 0 && errno != EINTR { throw MailError(description: "waitpid: \(errnoText(errno))") }
             if Clock.monotonicMillis() >= deadline {
                 kill(-pid, SIGKILL)
                 _ = waitpid(pid, &status, 0)

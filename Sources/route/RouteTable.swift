@@ -141,7 +141,7 @@ struct RouteTable: Sendable {
 
     static func load(path: String) throws(TableError) -> RouteTable {
         guard let bytes = readFile(path) else {
-            throw TableError(line: nil, "cannot read the route table: \(String(cString: strerror(errno)))")
+            throw TableError(line: nil, "cannot read the route table: \(errnoText(errno))")
         }
         return try parse(bytes)
     }

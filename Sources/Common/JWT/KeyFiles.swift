@@ -12,7 +12,7 @@ public enum KeyFiles {
     public struct Failure: Error, CustomStringConvertible, Sendable {
         public let description: String
         init(_ what: String, _ path: String, errno code: Int32 = errno) {
-            description = "\(what) \(path): \(String(cString: strerror(code)))"
+            description = "\(what) \(path): \(errnoText(code))"
         }
     }
 

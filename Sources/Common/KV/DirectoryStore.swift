@@ -88,11 +88,11 @@ public struct DirectoryStore: KVStore, Sendable {
         if fd < 0 {
             let e = errno
             if e == ENOENT || e == ENOTDIR { return nil }
-            throw KVError.unavailable("cannot read \(text(path)): \(errorText(e))")
+            throw KVError.unavailable("cannot read \(text(path)): \(errnoText(e))")
         }
         defer { close(fd) }
         var st = stat()
-        guard fstat(fd, &st) == 0 else { throw KVError.unavailable("cannot stat \(text(path)): \(errorText(errno))") }
+        guard fstat(fd, &st) == 0 else { throw KVError.unavailable("cannot stat \(text(path)): \(errnoText(errno))") }
         // The size is exact: entry files are renamed into place whole and never written
         // again, so the open descriptor's file cannot grow or shrink. One read suffices.
         let size = Int(st.st_size)
@@ -110,7 +110,7 @@ public struct DirectoryStore: KVStore, Sendable {
             }
             count = filled
         }
-        if failure != 0 { throw KVError.unavailable("cannot read \(text(path)): \(errorText(failure))") }
+        if failure != 0 { throw KVError.unavailable("cannot read \(text(path)): \(errnoText(failure))") }
         return out
     }
 
@@ -202,7 +202,7 @@ public struct DirectoryStore: KVStore, Sendable {
         case .remove:
             let path = root + "/" + location.relativePath
             if unlink(path) != 0 && errno != ENOENT {
-                throw KVError.unavailable("cannot delete \(location.relativePath): \(errorText(errno))")
+                throw KVError.unavailable("cannot delete \(location.relativePath): \(errnoText(errno))")
             }
             try Self.syncDirectory(root + "/" + location.directory)
             return nil
@@ -238,7 +238,7 @@ public struct DirectoryStore: KVStore, Sendable {
             try Self.makeDirectories(directory, upTo: root)
             fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
         }
-        guard fd >= 0 else { throw KVError.unavailable("cannot write in \(location.directory): \(errorText(errno))") }
+        guard fd >= 0 else { throw KVError.unavailable("cannot write in \(location.directory): \(errnoText(errno))") }
         var failure: Int32 = 0
         if Self.crashPoint == "temp-written" {
             // Half the bytes, then die: what a crash in the middle of write(2) leaves.
@@ -251,7 +251,7 @@ public struct DirectoryStore: KVStore, Sendable {
         if close(fd) != 0 && failure == 0 { failure = errno }
         if failure != 0 {
             unlink(temporary)
-            throw KVError.unavailable("cannot write \(location.relativePath): \(errorText(failure))")
+            throw KVError.unavailable("cannot write \(location.relativePath): \(errnoText(failure))")
         }
         return temporary
     }
@@ -262,7 +262,7 @@ public struct DirectoryStore: KVStore, Sendable {
         if rename(temporary, root + "/" + location.relativePath) != 0 {
             let failure = errno
             unlink(temporary)
-            throw KVError.unavailable("cannot write \(location.relativePath): \(errorText(failure))")
+            throw KVError.unavailable("cannot write \(location.relativePath): \(errnoText(failure))")
         }
         if Self.crashPoint == "after-rename" { Self.crash() }
     }
@@ -282,12 +282,12 @@ public struct DirectoryStore: KVStore, Sendable {
         let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         if fd < 0 {
             if errno == ENOENT { return }
-            throw KVError.unavailable("cannot open directory \(path): \(errorText(errno))")
+            throw KVError.unavailable("cannot open directory \(path): \(errnoText(errno))")
         }
         defer { close(fd) }
         // Some filesystems refuse fsync on directories (EINVAL); there is nothing more to do.
         if fsync(fd) != 0 && errno != EINVAL && errno != EROFS {
-            throw KVError.unavailable("cannot sync directory \(path): \(errorText(errno))")
+            throw KVError.unavailable("cannot sync directory \(path): \(errnoText(errno))")
         }
     }
 
@@ -306,7 +306,7 @@ public struct DirectoryStore: KVStore, Sendable {
         }
         for dir in missing.reversed() {
             if mkdir(dir, 0o755) != 0 && errno != EEXIST {
-                throw KVError.unavailable("cannot create \(dir): \(errorText(errno))")
+                throw KVError.unavailable("cannot create \(dir): \(errnoText(errno))")
             }
             if let slash = dir.utf8.lastIndex(of: UInt8(ascii: "/")), slash != dir.utf8.startIndex {
                 try syncDirectory(String(dir[..<slash]))
@@ -325,12 +325,12 @@ public struct DirectoryStore: KVStore, Sendable {
                 try DirectoryStore.makeDirectories(root + "/locks", upTo: root)
                 fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
             }
-            guard fd >= 0 else { throw KVError.unavailable("cannot open lock \(path): \(errorText(errno))") }
+            guard fd >= 0 else { throw KVError.unavailable("cannot open lock \(path): \(errnoText(errno))") }
             while flock(fd, LOCK_EX) != 0 {
                 if errno == EINTR { continue }
                 let e = errno
                 close(fd)
-                throw KVError.unavailable("cannot lock \(path): \(errorText(e))")
+                throw KVError.unavailable("cannot lock \(path): \(errnoText(e))")
             }
             self.fd = fd
         }
@@ -403,7 +403,7 @@ public struct DirectoryStore: KVStore, Sendable {
     static func names(in path: String) throws(KVError) -> [String] {
         guard let dir = opendir(path) else {
             if errno == ENOENT || errno == ENOTDIR { return [] }
-            throw KVError.unavailable("cannot list \(path): \(errorText(errno))")
+            throw KVError.unavailable("cannot list \(path): \(errnoText(errno))")
         }
         defer { closedir(dir) }
         var out: [String] = []
@@ -418,8 +418,3 @@ public struct DirectoryStore: KVStore, Sendable {
     }
 }
 
-/// strerror(3) as a String.
-func errorText(_ code: Int32) -> String {
-    guard let p = strerror(code) else { return "error \(code)" }
-    return String(cString: p)
-}

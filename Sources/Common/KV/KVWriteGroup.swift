@@ -213,7 +213,7 @@ final class DirectoryWriteGroup: KVWriteGroup {
         for key in order {
             guard let s = staged[key], s.entry == nil else { continue }
             if unlink(store.root + "/" + s.location.relativePath) != 0 && errno != ENOENT {
-                throw KVError.unavailable("cannot delete \(s.location.relativePath): \(errorText(errno))")
+                throw KVError.unavailable("cannot delete \(s.location.relativePath): \(errnoText(errno))")
             }
             if !directories.contains(s.location.directory) { directories.append(s.location.directory) }
         }
@@ -232,8 +232,8 @@ final class DirectoryWriteGroup: KVWriteGroup {
 
     private static func sync(_ path: String) throws(KVError) {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw KVError.unavailable("cannot open \(path): \(errorText(errno))") }
+        guard fd >= 0 else { throw KVError.unavailable("cannot open \(path): \(errnoText(errno))") }
         defer { close(fd) }
-        if fsync(fd) != 0 { throw KVError.unavailable("cannot sync \(path): \(errorText(errno))") }
+        if fsync(fd) != 0 { throw KVError.unavailable("cannot sync \(path): \(errnoText(errno))") }
     }
 }

@@ -23,7 +23,7 @@ package final class StreamSocket {
                 Glibc.connect(fd, raw.baseAddress!.assumingMemoryBound(to: sockaddr.self), address.length)
             }
             if rc != 0 && errno != EINPROGRESS {
-                lastError = "connect: \(String(cString: strerror(errno)))"
+                lastError = "connect: \(errnoText(errno))"
                 continue
             }
             if rc != 0 {
@@ -31,7 +31,7 @@ package final class StreamSocket {
                 var err: Int32 = 0
                 var len = socklen_t(MemoryLayout<Int32>.size)
                 getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len)
-                if err != 0 { lastError = "connect: \(String(cString: strerror(err)))"; continue }
+                if err != 0 { lastError = "connect: \(errnoText(err))"; continue }
             }
             var one: Int32 = 1
             setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
@@ -42,7 +42,7 @@ package final class StreamSocket {
 
     package static func connect(unixPath path: String, deadline: Int) throws(NetError) -> StreamSocket {
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
-        guard fd >= 0 else { throw NetError("socket: \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw NetError("socket: \(errnoText(errno))") }
         let sock = StreamSocket(fd: fd)
         var address = sockaddr_un()
         address.sun_family = sa_family_t(AF_UNIX)
@@ -58,12 +58,12 @@ package final class StreamSocket {
         }
         if rc != 0 {
             // A full listen backlog answers EAGAIN on a Unix socket; wait for it like a TCP connect.
-            guard errno == EAGAIN || errno == EINPROGRESS else { throw NetError("connect: \(String(cString: strerror(errno)))") }
+            guard errno == EAGAIN || errno == EINPROGRESS else { throw NetError("connect: \(errnoText(errno))") }
             guard sock.wait(for: Int16(POLLOUT), until: deadline) else { throw NetError("connect timed out") }
             var err: Int32 = 0
             var len = socklen_t(MemoryLayout<Int32>.size)
             getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len)
-            if err != 0 { throw NetError("connect: \(String(cString: strerror(err)))") }
+            if err != 0 { throw NetError("connect: \(errnoText(err))") }
         }
         return sock
     }
@@ -134,7 +134,7 @@ package final class StreamSocket {
                 guard wait(for: Int16(POLLIN), until: deadline) else { throw NetError("read timed out") }
                 continue
             }
-            throw NetError("read: \(String(cString: strerror(errno)))")
+            throw NetError("read: \(errnoText(errno))")
         }
     }
 
@@ -148,7 +148,7 @@ package final class StreamSocket {
                 guard wait(for: Int16(POLLOUT), until: deadline) else { throw NetError("write timed out") }
                 continue
             }
-            throw NetError("write: \(String(cString: strerror(errno)))")
+            throw NetError("write: \(errnoText(errno))")
         }
     }
 }

@@ -171,6 +171,23 @@ public enum Log {
         error(message)
         exit(status)
     }
+
+    /// err(3): "program: message: <what errno says>" on stderr, then exit.
+    public static func err(_ message: String, errno code: Int32 = errno, status: Int32 = 1) -> Never {
+        fatal("\(message): \(errnoText(code))", status: status)
+    }
+
+    /// warn(3): the same line as `err`, and carry on.
+    public static func warn(_ message: String, errno code: Int32 = errno) {
+        error("\(message): \(errnoText(code))")
+    }
+}
+
+/// strerror(3) of `code` (errno when not given), for messages and thrown errors that say
+/// why a system call failed.
+public func errnoText(_ code: Int32 = errno) -> String {
+    guard let text = strerror(code) else { return "error \(code)" }
+    return String(cString: text)
 }
 
 /// Reads a whole file; nil when it cannot be opened or read.

@@ -4,6 +4,7 @@ import Glibc
 import Musl
 #endif
 import Synchronization
+import Records
 
 /// A file of 64-bit slots mapped into every process that opens it, updated with atomic
 /// instructions. Pipelines come and go, one per connection, and share counters and
@@ -26,19 +27,19 @@ public final class SharedSlots: @unchecked Sendable {
     public init(path: String, count: Int) throws(OpenError) {
         precondition(count > 0)
         let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw OpenError(description: "\(path): \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw OpenError(description: "\(path): \(errnoText(errno))") }
         defer { close(fd) }
         let bytes = count * MemoryLayout<Int64>.stride
         var st = stat()
-        guard fstat(fd, &st) == 0 else { throw OpenError(description: "\(path): \(String(cString: strerror(errno)))") }
+        guard fstat(fd, &st) == 0 else { throw OpenError(description: "\(path): \(errnoText(errno))") }
         // Growing a file appends zeros and keeps what other processes wrote; two openers racing
         // to grow it both ask for a size at least as large as they need, so neither shrinks it.
         if Int(st.st_size) < bytes, ftruncate(fd, off_t(bytes)) != 0 {
-            throw OpenError(description: "\(path): \(String(cString: strerror(errno)))")
+            throw OpenError(description: "\(path): \(errnoText(errno))")
         }
         guard let mapped = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0),
               mapped != MAP_FAILED else {
-            throw OpenError(description: "\(path): mmap: \(String(cString: strerror(errno)))")
+            throw OpenError(description: "\(path): mmap: \(errnoText(errno))")
         }
         self.count = count
         self.base = mapped
