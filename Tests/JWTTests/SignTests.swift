@@ -1,4 +1,5 @@
 import XCTest
+@testable import verify_jwt
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -1,4 +1,5 @@
 import XCTest
+@testable import verify_jwt
 @testable import Records
 @testable import Crypto
 @testable import JWT

@@ -60,7 +60,7 @@ public struct ClaimsPolicy: Sendable {
 
     /// A NumericDate: a JSON number (fractions allowed, RFC 7519 §2). Strings, booleans
     /// and non-finite values are refused rather than coerced.
-    static func numericDate(_ claims: JSONObject, _ name: String) throws(JWTError) -> Double? {
+    package static func numericDate(_ claims: JSONObject, _ name: String) throws(JWTError) -> Double? {
         guard let value = claims[name] else { return nil }
         guard case .number(let text) = value else { throw .invalidClaim(name) }
         if let i = Int(text) { return Double(i) }      // the common case, and cheaper than strtod

@@ -1,5 +1,7 @@
 import Records
 import Crypto
+import JWT
+
 /// Verifies a compact JWT: strict parsing, the algorithm allow-list, a `kid` that names a
 /// configured key of the matching type, the signature, then the claims. The signature
 /// comes before the claims so that nothing about a forged token's claims is reported.
