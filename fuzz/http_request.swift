@@ -1,4 +1,4 @@
-// The HTTP/1.1 request parser (Sources/Common/HTTP/RequestParser.swift) and the request
+// The HTTP/1.1 request parser (Sources/http-decode/RequestParser.swift) and the request
 // records http-decode makes from it (Sources/http-decode/Decoder.swift, compiled in).
 //
 // The input is a byte stream from a client. Properties, beyond "no crash":

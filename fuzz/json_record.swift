@@ -1,4 +1,4 @@
-// The JSON reader and writer (Sources/Common/JSON.swift), records (Record.swift) and the
+// The JSON reader and writer (Sources/Common/Records/JSON.swift), records (Record.swift) and the
 // per-line step of the filter loop (FilterLoop.process), which every filter runs on
 // every line it reads.
 //

@@ -1,4 +1,4 @@
-// The Stripe-Signature header parser and verifier (Sources/Common/Stripe/StripeSignature.swift)
+// The Stripe-Signature header parser and verifier (Sources/apply-webhook/StripeSignature.swift)
 // and the webhook-secret list parsers next to it.
 //
 // The input is a header value (and, read as a file, a secrets file). Properties, beyond

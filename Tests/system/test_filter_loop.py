@@ -1,4 +1,4 @@
-"""The filter loop every Swift filter runs (Sources/Common/FilterLoop.swift), through
+"""The filter loop every Swift filter runs (Sources/Common/Records/FilterLoop.swift), through
 `route`: each answer is written before the filter waits for more input, lines that
 arrive together may share a write, and nothing is lost, reordered or merged either way."""
 import json

@@ -1,0 +1,270 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// One option of a tool, declared once: from the declaration come the usage text, the
+/// parsing, the environment variable that stands in for it, and (for lists) the
+/// comma-separated form of that variable.
+public struct OptionSpec: Sendable {
+    public enum Kind: Sendable, Equatable {
+        /// Present or not; its variable counts as set when it is 1, true, yes or on.
+        case flag
+        /// Takes a value (the placeholder names it in the usage); the last one given wins.
+        case value(String)
+        /// Takes a value and may be repeated; its variable is a comma-separated list.
+        case list(String)
+    }
+
+    public let name: String
+    public let aliases: [String]
+    public let kind: Kind
+    public let environment: String?
+    public let help: String
+
+    public static func flag(_ name: String, env: String? = nil, _ help: String) -> OptionSpec {
+        OptionSpec(name: name, aliases: [], kind: .flag, environment: env, help: help)
+    }
+
+    public static func value(_ name: String, _ placeholder: String, env: String? = nil, aliases: [String] = [],
+                             _ help: String) -> OptionSpec {
+        OptionSpec(name: name, aliases: aliases, kind: .value(placeholder), environment: env, help: help)
+    }
+
+    public static func list(_ name: String, _ placeholder: String, env: String? = nil, _ help: String) -> OptionSpec {
+        OptionSpec(name: name, aliases: [], kind: .list(placeholder), environment: env, help: help)
+    }
+
+    var takesValue: Bool { kind != .flag }
+
+    /// `--name PLACEHOLDER`, as the usage and the docs write it.
+    public var form: String {
+        switch kind {
+        case .flag: return name
+        case .value(let p): return "\(name) \(p)"
+        case .list(let p): return "\(name) \(p)"
+        }
+    }
+}
+
+/// Why a command line was refused: one line, and exit status 2.
+public struct OptionError: Error, CustomStringConvertible, Sendable {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// A tool's whole command line, declared in one place. `parse` reads the arguments
+/// against it: `--help` prints `usage` and exits 0; an unknown option, a missing value or
+/// an argument where none is expected exits 2 with a one-line reason.
+public struct OptionTable: Sendable {
+    public struct Variable: Sendable {
+        public let name: String
+        public let help: String
+        public init(_ name: String, _ help: String) {
+            self.name = name
+            self.help = help
+        }
+    }
+
+    public let program: String
+    /// What follows "usage: " (one entry a line), e.g. "route --table FILE [--check]".
+    public let synopsis: [String]
+    /// What the tool does, in a few lines.
+    public let summary: String
+    public let options: [OptionSpec]
+    /// Environment variables read besides the options' own.
+    public let variables: [Variable]
+    /// Positional arguments: nil when none is allowed.
+    public let arguments: String?
+    /// The exit statuses and anything else for the end of the usage.
+    public let epilogue: String
+
+    public init(program: String, synopsis: [String], summary: String, options: [OptionSpec],
+                variables: [Variable] = [], arguments: String? = nil, epilogue: String) {
+        self.program = program
+        self.synopsis = synopsis
+        self.summary = summary
+        self.options = options
+        self.variables = variables
+        self.arguments = arguments
+        self.epilogue = epilogue
+    }
+
+    public func spec(_ name: String) -> OptionSpec? {
+        options.first { $0.name == name || $0.aliases.contains(name) }
+    }
+
+    /// The `--help` text, generated from the declaration.
+    public var usage: String {
+        var out = ""
+        for (i, line) in synopsis.enumerated() { out += (i == 0 ? "usage: " : "       ") + line + "\n" }
+        out += "\n" + summary.trimmingTrailingNewlines() + "\n"
+        if !options.isEmpty {
+            out += "\noptions:\n"
+            for o in options {
+                var left = "  " + o.form
+                if case .list = o.kind { left += " (repeatable)" }
+                let text = o.help.split(separator: "\n", omittingEmptySubsequences: false)
+                left = left.count >= 28 ? left + "\n" + String(repeating: " ", count: 28) : left.padded(to: 28)
+                out += left + text[0] + "\n"
+                for more in text.dropFirst() { out += String(repeating: " ", count: 28) + more + "\n" }
+                var notes: [String] = []
+                if !o.aliases.isEmpty { notes.append("also " + o.aliases.joined(separator: ", ")) }
+                if let env = o.environment {
+                    if case .list = o.kind { notes.append("env \(env), comma-separated") } else { notes.append("env \(env)") }
+                }
+                if !notes.isEmpty { out += String(repeating: " ", count: 28) + "(" + notes.joined(separator: "; ") + ")\n" }
+            }
+        }
+        if !variables.isEmpty {
+            out += "\nenvironment:\n"
+            for v in variables {
+                let left = "  " + v.name
+                out += (left.count >= 28 ? left + "\n" + String(repeating: " ", count: 28) : left.padded(to: 28)) + v.help + "\n"
+            }
+        }
+        out += "\n" + epilogue.trimmingTrailingNewlines() + "\n"
+        return out
+    }
+
+    /// Reads `arguments` against the table, or prints the reason and exits 2 (`--help`:
+    /// the usage, exit 0). Sets `Log.program`.
+    public func parse(_ arguments: [String] = Array(CommandLine.arguments.dropFirst()),
+                      env: @escaping @Sendable (String) -> String? = { environment($0) }) -> ParsedOptions {
+        Log.program = program
+        if arguments.prefix(while: { $0 != "--" }).contains(where: { $0 == "--help" || $0 == "-h" }) {
+            FileOutput.writeAll(1, Array(usage.utf8))
+            exit(0)
+        }
+        do { return try read(arguments, env: env) } catch { Log.fatal("\(error.description) (try --help)") }
+    }
+
+    /// `parse` without the exits, for tests and for tools that report differently.
+    public func read(_ arguments: [String], env: @escaping @Sendable (String) -> String? = { environment($0) }) throws(OptionError) -> ParsedOptions {
+        var given: [(String, String?)] = []
+        var positional: [String] = []
+        var i = 0
+        var literal = false
+        while i < arguments.count {
+            let a = arguments[i]
+            i += 1
+            if literal || a == "-" || !a.hasPrefix("-") {
+                positional.append(a)
+                continue
+            }
+            if a == "--" { literal = true; continue }
+            let name: String
+            var inline: String?
+            if let eq = a.firstIndex(of: "=") {
+                name = String(a[..<eq])
+                inline = String(a[a.index(after: eq)...])
+            } else {
+                name = a
+            }
+            guard let spec = spec(name) else { throw OptionError("unknown option \(name)") }
+            if spec.takesValue {
+                if inline == nil {
+                    guard i < arguments.count else { throw OptionError("\(name) needs a value") }
+                    inline = arguments[i]
+                    i += 1
+                }
+                given.append((spec.name, inline))
+            } else {
+                guard inline == nil else { throw OptionError("\(name) takes no value") }
+                given.append((spec.name, nil))
+            }
+        }
+        if self.arguments == nil, let first = positional.first { throw OptionError("unexpected argument '\(first)'") }
+        return ParsedOptions(table: self, given: given, positional: positional, env: env)
+    }
+}
+
+/// What a command line said, with each option's environment variable behind it.
+public struct ParsedOptions: Sendable {
+    public let table: OptionTable
+    private let given: [(String, String?)]
+    public let positional: [String]
+    private let env: @Sendable (String) -> String?
+
+    init(table: OptionTable, given: [(String, String?)], positional: [String], env: @escaping @Sendable (String) -> String?) {
+        self.table = table
+        self.given = given
+        self.positional = positional
+        self.env = env
+    }
+
+    private func declared(_ name: String) -> OptionSpec {
+        guard let spec = table.spec(name) else { preconditionFailure("\(table.program): \(name) is not in the option table") }
+        return spec
+    }
+
+    /// Whether the option is on the command line.
+    public func isGiven(_ name: String) -> Bool {
+        let spec = declared(name)
+        return given.contains { $0.0 == spec.name }
+    }
+
+    /// The last value given, else the environment variable's.
+    public func value(_ name: String) -> String? {
+        let spec = declared(name)
+        if let last = given.last(where: { $0.0 == spec.name }) { return last.1 }
+        return spec.environment.flatMap(env)
+    }
+
+    /// Every value given, in order; else the environment variable's comma-separated items,
+    /// trimmed, without empty ones.
+    public func values(_ name: String) -> [String] {
+        let spec = declared(name)
+        let fromArguments = given.compactMap { $0.0 == spec.name ? $0.1 : nil }
+        if !fromArguments.isEmpty { return fromArguments }
+        guard let variable = spec.environment, let text = env(variable) else { return [] }
+        return ParsedOptions.commaSeparated(text)
+    }
+
+    /// On the command line, or its variable set to 1, true, yes or on.
+    public func flag(_ name: String) -> Bool {
+        let spec = declared(name)
+        if given.contains(where: { $0.0 == spec.name }) { return true }
+        guard let variable = spec.environment, let v = env(variable) else { return false }
+        return ["1", "true", "yes", "on"].contains(v.lowercased())
+    }
+
+    /// An integer option: `fallback` when absent; a non-number or one below `min` is refused.
+    public func integer(_ name: String, default fallback: Int, min: Int = Int.min) throws(OptionError) -> Int {
+        guard let text = value(name) else { return fallback }
+        guard let n = Int(text), n >= min else {
+            throw OptionError(min == Int.min ? "\(name) must be an integer, got '\(text)'"
+                                             : "\(name) must be an integer >= \(min), got '\(text)'")
+        }
+        return n
+    }
+
+    /// `integer`, exiting 2 with the reason.
+    public func int(_ name: String, default fallback: Int, min: Int = Int.min) -> Int {
+        do { return try integer(name, default: fallback, min: min) } catch { Log.fatal(error.description) }
+    }
+
+    /// The items of a comma-separated setting, trimmed, without empty ones.
+    public static func commaSeparated(_ text: String) -> [String] {
+        text.split(separator: ",").map { String($0.trimmingSpacesAndTabs()) }.filter { !$0.isEmpty }
+    }
+}
+
+/// The data directory's conventional places: `$EDGEPIPE_DATA/<name>` (kv, audit/audit.log,
+/// jwks, dev-keys, ...), nil when EDGEPIPE_DATA is not set.
+public func dataPath(_ name: String, env: (String) -> String? = { environment($0) }) -> String? {
+    env("EDGEPIPE_DATA").map { $0 + "/" + name }
+}
+
+extension String {
+    fileprivate func padded(to width: Int) -> String {
+        count >= width ? self : self + String(repeating: " ", count: width - count)
+    }
+
+    fileprivate func trimmingTrailingNewlines() -> Substring {
+        var s = self[...]
+        while s.last == "\n" { s = s.dropLast() }
+        return s
+    }
+}
