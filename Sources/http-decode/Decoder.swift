@@ -50,8 +50,6 @@ public struct HTTPDecoder {
         self.remote = remote
     }
 
-    static let continueResponse = Array("HTTP/1.1 100 Continue\r\n\r\n".utf8)
-
     /// Runs until the connection's last request; returns the exit status.
     public func run() -> Int32 {
         signal(SIGPIPE, SIG_IGN)
@@ -83,9 +81,12 @@ public struct HTTPDecoder {
                     completed = true
                     if !request.keepAlive { return stop(&out, linger: true, chunk) }
                 case .continueExpected:
-                    // The socket is bidirectional, so the interim response goes straight back
-                    // to the client; when it fails (stdin is a pipe) the client sends anyway.
-                    _ = FileOutput.writeAll(settings.input, Self.continueResponse)
+                    // An interim response record: http-encode writes it, so one process
+                    // writes to the client, and it goes out before the stages ever wait for
+                    // the body (each passes a response on at once).
+                    RequestRecord.interim(status: 100, id: String(nextID), version: parser.partialVersion)
+                        .object.write(to: &out)
+                    out.append(0x0A)
                 case .failure(let failure):
                     Log.error("\(failure.status) \(failure.message)")
                     RequestRecord.failure(failure, id: String(nextID), method: parser.partialMethod,
@@ -209,6 +210,18 @@ public enum RequestRecord {
         if let remote { record.object.members.append(.init("remote", .string(remote))) }
         record.object.members.append(.init("keep_alive", .bool(r.keepAlive)))
         return record
+    }
+
+    /// An interim (1xx) response for the request still being read: `"interim": true`
+    /// tells every stage that the request's own record, and its final response, follow.
+    public static func interim(status: Int, id: String, version: String?) -> Record {
+        var o = JSONObject()
+        o.members.append(.init("id", .string(id)))
+        o.members.append(.init("version", .string(version ?? "HTTP/1.1")))
+        o.members.append(.init("keep_alive", .bool(true)))
+        o.members.append(.init("status", .number(String(status))))
+        o.members.append(.init("interim", .bool(true)))
+        return Record(o)
     }
 
     /// The response record for a request that could not be read: it passes every filter

@@ -13,7 +13,8 @@ EXEC, tcpserver, inetd or systemd Accept=yes, runs pipelines/connection with it 
 stdout) and writes one request record per request on standard output (docs/protocol.md).
 A request that cannot be read becomes a response record (400, 408, 413, 414, 417, 431, 501
 or 505 with a JSON error body and keep_alive false) and is the last record. For
-Expect: 100-continue it writes "HTTP/1.1 100 Continue" back to standard input (a socket).
+Expect: 100-continue it writes an interim response record (status 100, "interim": true)
+first, which http-encode writes to the client as "HTTP/1.1 100 Continue".
 Exits after the connection's last request, closing standard output.
 
 options (each overrides its environment variable):

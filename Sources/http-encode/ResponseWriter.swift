@@ -44,6 +44,7 @@ public struct ResponseWriter {
 
     /// Appends the bytes of one response; returns whether the connection closes after it.
     public mutating func write(_ input: Record, into out: inout [UInt8]) -> Bool {
+        if input.object["interim"]?.bool == true { return writeInterim(input, into: &out) }
         var record = Self.parsingReadFields(input)
         if !record.isResponse {
             // Nobody answered: every request gets a response, or pipelining would shift
@@ -65,6 +66,29 @@ public struct ResponseWriter {
             emit(error, fields: [Header("content-type", "application/json")], into: &out)
             return true
         }
+    }
+
+    /// An interim response (100 Continue, 103 Early Hints): a status line and its header
+    /// fields, no Date and no body; the request's final response follows. Anything else
+    /// marked interim is a pipeline bug, answered like any unwritable response.
+    private mutating func writeInterim(_ record: Record, into out: inout [UInt8]) -> Bool {
+        guard let status = record.status, status == 100 || status == 103 else {
+            Log.error("bad interim record \(record.id ?? "?"): status must be 100 or 103")
+            var error = record.errorResponse(status: 500, error: "internal_error", message: "the pipeline produced an invalid response")
+            error.object.members.removeAll { $0.key == "interim" }
+            error.keepAlive = false
+            emit(error, fields: [Header("content-type", "application/json")], into: &out)
+            return true
+        }
+        out.append(contentsOf: "HTTP/1.1 ".utf8)
+        Self.appendDecimal(status, to: &out)
+        out.append(contentsOf: (status == 100 ? " Continue\r\n" : " Early Hints\r\n").utf8)
+        for h in record.headers where !Self.isIgnored(h.name) && h.name.utf8.allSatisfy(Self.isToken)
+            && !h.value.utf8.contains(where: { $0 < 0x20 && $0 != 0x09 || $0 == 0x7F }) {
+            out.append(contentsOf: "\(h.name): \(h.value)\r\n".utf8)
+        }
+        out.append(contentsOf: "\r\n".utf8)
+        return false
     }
 
     /// The record with the members this writer reads parsed once: a member still held as

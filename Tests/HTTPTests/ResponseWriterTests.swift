@@ -24,6 +24,24 @@ private func split(_ bytes: [UInt8]) -> (String, [String], [UInt8]) {
 
 final class ResponseWriterTests: XCTestCase {
 
+    func testAnInterim100IsAStatusLineAloneAndKeepsTheConnection() {
+        let r = encode(#"{"id":"1","version":"HTTP/1.1","keep_alive":true,"status":100,"interim":true}"#)
+        XCTAssertEqual(r.text, "HTTP/1.1 100 Continue\r\n\r\n")
+        XCTAssertFalse(r.close)
+    }
+
+    func testAnInterim103CarriesItsLinkHeaders() {
+        let r = encode(#"{"id":"1","keep_alive":true,"status":103,"interim":true,"headers":[["link","</a.css>; rel=preload"],["connection","close"]]}"#)
+        XCTAssertEqual(r.text, "HTTP/1.1 103 Early Hints\r\nlink: </a.css>; rel=preload\r\n\r\n")
+        XCTAssertFalse(r.close)
+    }
+
+    func testAnInterimRecordWithAFinalStatusIsA500ThatCloses() {
+        let r = encode(#"{"id":"1","keep_alive":true,"status":200,"interim":true}"#)
+        XCTAssertTrue(r.text.hasPrefix("HTTP/1.1 500 "))
+        XCTAssertTrue(r.close)
+    }
+
     func testFramingOfASimpleResponse() {
         let r = encode(#"{"id":"1","method":"GET","version":"HTTP/1.1","keep_alive":true,"status":200,"headers":[["content-type","application/json"],["x-a","b"]],"body":"{\"ok\":true}"}"#)
         let (status, headers, body) = split(r.bytes)
