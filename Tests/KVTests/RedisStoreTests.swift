@@ -345,6 +345,35 @@ final class RedisLocationTests: XCTestCase {
         }
     }
 
+    func testSentinelURLsWaitForEveryReplicaUnlessToldOtherwise() throws {
+        let auto = try RedisLocation.parse("redis+sentinel://s1/m")
+        XCTAssertTrue(auto.waitForAllReplicas)
+        XCTAssertEqual(try RedisLocation.parse("redis+sentinel://s1/m?wait=auto"), auto)
+        let none = try RedisLocation.parse("redis+sentinel://s1/m?wait=0")
+        XCTAssertFalse(none.waitForAllReplicas)
+        XCTAssertEqual(none.waitReplicas, 0)
+        let two = try RedisLocation.parse("redis+sentinel://s1/m?wait=2")
+        XCTAssertEqual([two.waitForAllReplicas ? 1 : 0, two.waitReplicas], [0, 2])
+        XCTAssertFalse(try RedisLocation.parse("redis://host").waitForAllReplicas, "nothing promotes a replica of a plain URL")
+        XCTAssertThrowsError(try RedisLocation.parse("redis://host?wait=auto")) {
+            guard case .unavailable(let why) = $0 as? KVError else { return XCTFail("\($0)") }
+            XCTAssertTrue(why.contains("wait=auto needs a redis+sentinel URL"), why)
+        }
+    }
+
+    func testAClientCertificateNeedsItsKey() throws {
+        let saved = ["EDGEPIPE_REDIS_CERT_FILE", "EDGEPIPE_REDIS_KEY_FILE"].map { ($0, ProcessInfo.processInfo.environment[$0]) }
+        defer { for (name, value) in saved { if let value { setenv(name, value, 1) } else { unsetenv(name) } } }
+        setenv("EDGEPIPE_REDIS_CERT_FILE", "/etc/edgepipe/redis-client.pem", 1)
+        unsetenv("EDGEPIPE_REDIS_KEY_FILE")
+        XCTAssertThrowsError(try RedisCredentials.fromEnvironment(username: nil))
+        setenv("EDGEPIPE_REDIS_KEY_FILE", "/etc/edgepipe/redis-client.key", 1)
+        XCTAssertEqual(try RedisCredentials.fromEnvironment(username: nil).clientCertificate,
+                       TLSClientCertificate(certificateFile: "/etc/edgepipe/redis-client.pem", keyFile: "/etc/edgepipe/redis-client.key"))
+        unsetenv("EDGEPIPE_REDIS_CERT_FILE"); unsetenv("EDGEPIPE_REDIS_KEY_FILE")
+        XCTAssertNil(try RedisCredentials.fromEnvironment(username: nil).clientCertificate)
+    }
+
     func testPasswordInTheURLIsRefusedWithoutBeingQuoted() {
         XCTAssertThrowsError(try RedisLocation.parse("redis://user:hunter2@host/0")) {
             guard case .unavailable(let why) = $0 as? KVError else { return XCTFail("\($0)") }
@@ -388,6 +417,17 @@ final class RedisLocationTests: XCTestCase {
 /// The script names: SHA-1 as Redis computes it (FIPS 180 vectors; the padding boundaries
 /// checked against Python's hashlib).
 final class RedisScriptTests: XCTestCase {
+    /// Redis refuses an undeclared script only at its first write, which for `write` would
+    /// be a DEL: each script says what it does, so a full Redis refuses `write` whole.
+    func testEveryScriptDeclaresItsEffects() {
+        func shebang(_ s: RedisScript) -> String { String(decoding: s.source.prefix { $0 != 0x0A }, as: UTF8.self) }
+        XCTAssertEqual(shebang(RedisScript.write), "#!lua")
+        XCTAssertEqual(shebang(RedisScript.get), "#!lua flags=no-writes")
+        XCTAssertEqual(shebang(RedisScript.delete), "#!lua flags=allow-oom")
+        XCTAssertEqual(shebang(RedisScript.list), "#!lua flags=allow-oom")
+    }
+
+
     func testSHA1MatchesTheStandardVectors() {
         XCTAssertEqual(Hex.encode(RedisScript.sha1([])), "da39a3ee5e6b4b0d3255bfef95601890afd80709")
         XCTAssertEqual(Hex.encode(RedisScript.sha1(Array("abc".utf8))), "a9993e364706816aba3e25717850c26c9cd0d89d")

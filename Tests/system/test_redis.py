@@ -44,7 +44,8 @@ class RedisServer:
                 "--dir", str(self.dir), "--repl-diskless-sync-delay", "0"]
         if self.tls:
             args += ["--port", "0", "--tls-port", str(self.port), "--tls-cert-file", self.tls["cert"],
-                     "--tls-key-file", self.tls["key"], "--tls-ca-cert-file", self.tls["ca"], "--tls-auth-clients", "no"]
+                     "--tls-key-file", self.tls["key"], "--tls-ca-cert-file", self.tls["ca"],
+                     "--tls-auth-clients", self.tls.get("auth_clients", "no")]
         else:
             args += ["--port", str(self.port)]
         if self.unixsocket:
@@ -417,16 +418,24 @@ def make_ca_and_server_cert(tmp_path, names):
           .not_valid_after(now + datetime.timedelta(days=1))
           .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
           .sign(ca_key, hashes.SHA256()))
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
-            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False)
-            .sign(ca_key, hashes.SHA256()))
-    paths = {"ca": tmp_path / "ca.pem", "cert": tmp_path / "server.pem", "key": tmp_path / "server.key"}
+    def issue(common_name, sans):
+        key = ec.generate_private_key(ec.SECP256R1())
+        builder = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+                   .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+                   .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1)))
+        if sans:
+            builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in sans]), critical=False)
+        return key, builder.sign(ca_key, hashes.SHA256())
+
+    key, cert = issue(names[0], names)
+    client_key, client_cert = issue("edgepipe gateway", [])   # for servers with tls-auth-clients yes
+    paths = {"ca": tmp_path / "ca.pem", "cert": tmp_path / "server.pem", "key": tmp_path / "server.key",
+             "client_cert": tmp_path / "client.pem", "client_key": tmp_path / "client.key"}
     paths["ca"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     paths["cert"].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     write_key(key, paths["key"])
+    paths["client_cert"].write_bytes(client_cert.public_bytes(serialization.Encoding.PEM))
+    write_key(client_key, paths["client_key"])
     return {k: str(v) for k, v in paths.items()}
 
 
@@ -446,6 +455,97 @@ def test_rediss_verifies_the_server_against_the_ca_file(tmp_path):
         p = kv(f"redis://localhost:{server.port}/0?timeout_ms=500", "get", "k")   # plain text to a TLS port
         assert p.returncode == UNAVAILABLE
     finally:
+        server.kill()
+
+
+def test_rediss_presents_a_client_certificate_when_redis_requires_one(tmp_path):
+    tls = make_ca_and_server_cert(tmp_path, ["localhost"])
+    server = RedisServer(tmp_path, tls={**tls, "auth_clients": "yes"})   # Redis's own default with TLS
+    (tmp_path / "other").mkdir()
+    stranger = make_ca_and_server_cert(tmp_path / "other", ["localhost"])   # a client certificate from another CA
+    try:
+        url = f"rediss://localhost:{server.port}/0?connect_timeout_ms=1000&timeout_ms=1000"
+        trusted = {"EDGEPIPE_REDIS_CA_FILE": tls["ca"]}
+        with_cert = {**trusted, "EDGEPIPE_REDIS_CERT_FILE": tls["client_cert"], "EDGEPIPE_REDIS_KEY_FILE": tls["client_key"]}
+        p = kv(url, "put", "k", '"mutual tls"', env=with_cert)
+        assert p.returncode == OK, err(p)
+        assert out(kv(url, "get", "k", env=with_cert)) == '"mutual tls"\n'
+        assert kv(url, "get", "k", env=trusted).returncode == UNAVAILABLE, "no certificate, no access"
+        p = kv(url, "get", "k", env={**trusted, "EDGEPIPE_REDIS_CERT_FILE": stranger["client_cert"],
+                                     "EDGEPIPE_REDIS_KEY_FILE": stranger["client_key"]})
+        assert p.returncode == UNAVAILABLE, "a certificate the server's CA did not sign is refused"
+        p = kv(url, "get", "k", env={**trusted, "EDGEPIPE_REDIS_CERT_FILE": tls["client_cert"]})
+        assert p.returncode == UNAVAILABLE and "EDGEPIPE_REDIS_KEY_FILE" in err(p)
+        p = kv(url, "get", "k", env={**trusted, "EDGEPIPE_REDIS_CERT_FILE": tls["client_cert"],
+                                     "EDGEPIPE_REDIS_KEY_FILE": stranger["client_key"]})
+        assert p.returncode == UNAVAILABLE and "client key" in err(p) and "mismatch" in err(p)
+        assert "PRIVATE KEY" not in err(p)
+    finally:
+        server.kill()
+
+
+# --- a full Redis (maxmemory with noeviction) refuses the store's writes --------------------
+
+def used_memory(server):
+    info = dict(line.split(":", 1) for line in server.cli("INFO", "memory").splitlines() if ":" in line)
+    return int(info["used_memory"]), int(info["maxmemory"])
+
+
+def fill_until_refused(url, size=100_000, limit=60):
+    """kv put of distinct keys until one is refused; the refusal's process."""
+    value = json.dumps("x" * size)
+    for i in range(limit):
+        p = kv(url, "put", f"fill/{i:03d}", value)
+        if p.returncode != OK:
+            return i, p
+    raise AssertionError(f"{limit} writes of {size} bytes all accepted: the store wrote past maxmemory")
+
+
+def make_full(server):
+    """Filled through the store until Redis refuses (a value and its request no longer fit);
+    then the limit lowered below what is used, as when memory fragments: full even for the
+    smallest write. Returns how many fill values were written."""
+    written, p = fill_until_refused(server.url)
+    assert p.returncode == UNAVAILABLE and "maxmemory" in err(p), err(p)
+    used, limit = used_memory(server)
+    assert used < limit + 2 * 100_000, f"used {used} of {limit}: writes went past maxmemory"
+    assert server.cli("CONFIG", "SET", "maxmemory", str(used - 200_000)) == "OK"
+    return written
+
+
+def test_a_full_redis_refuses_writes_and_stays_within_maxmemory(tmp_path):
+    server = RedisServer(tmp_path, "--maxmemory", "3mb", "--maxmemory-policy", "noeviction")
+    try:
+        assert kv(server.url, "put", "kept", '"before"').returncode == OK
+        written = make_full(server)
+        for mode in (["put", "kept", '"after"'], ["create", "new", "1"], ["cas", "kept", "1", "--version", "1"]):
+            p = kv(server.url, *mode)
+            assert p.returncode == UNAVAILABLE and "maxmemory" in err(p), (mode, err(p))
+        assert out(kv(server.url, "get", "kept")) == '"before"\n', "a full Redis still answers reads"
+        assert len(json.loads(out(kv(server.url, "list", "--prefix", "fill/")))["keys"]) == written
+        for i in range(written):   # deleting frees memory, so it is allowed when full...
+            assert kv(server.url, "delete", f"fill/{i:03d}").returncode == OK
+        assert kv(server.url, "list", "--prefix", "fill/").returncode == OK
+        p = kv(server.url, "put", "kept", '"after"')   # ...and then writes work again
+        assert p.returncode == OK, err(p)
+    finally:
+        server.kill()
+
+
+def test_a_webhook_to_a_full_redis_answers_503_and_reads_go_on(tmp_path):
+    (tmp_path / "r").mkdir()
+    server = RedisServer(tmp_path / "r", "--maxmemory", "3mb", "--maxmemory-policy", "noeviction")
+    gateways = Gateways(tmp_path, server.url)
+    try:
+        assert gateways.deliver(0, checkout("evt_0", T0)) == (200, {"received": True})
+        make_full(server)
+        status, body = gateways.deliver(0, checkout("evt_1", T0 + 1, uid="user-2", customer="cus_2", subscription="sub_2"))
+        assert status == 503 and body["error"] == "store_unavailable" and "maxmemory" in body["message"], body
+        status, view = gateways.subscription(1, "user-1")
+        assert status == 200 and view["status"] == "active"
+        assert redis_entry(server.url, "sub/user-2") is None
+    finally:
+        gateways.stop()
         server.kill()
 
 
@@ -512,15 +612,19 @@ def wait_until(condition, timeout=20.0, what="condition"):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def test_sentinel_url_follows_the_primary_through_a_failover(tmp_path):
-    (tmp_path / "a").mkdir()
-    (tmp_path / "b").mkdir()
-    primary = RedisServer(tmp_path / "a")
-    replica = RedisServer(tmp_path / "b", "--replicaof", "127.0.0.1", str(primary.port))
+def primary_replica_and_sentinel(tmp_path, names=("a", "b")):
+    for name in names:
+        (tmp_path / name).mkdir()
+    primary = RedisServer(tmp_path / names[0])
+    replica = RedisServer(tmp_path / names[1], "--replicaof", "127.0.0.1", str(primary.port))
     # Started once replication is up, the sentinel sees the replica in its first INFO of the
     # primary (rather than 10 s later).
     wait_until(lambda: "master_link_status:up" in replica.cli("INFO", "replication"), what="replication")
-    sentinel = Sentinel(tmp_path, primary.port)
+    return primary, replica, Sentinel(tmp_path, primary.port)
+
+
+def test_sentinel_url_follows_the_primary_through_a_failover(tmp_path):
+    primary, replica, sentinel = primary_replica_and_sentinel(tmp_path)
     try:
         url = f"redis+sentinel://127.0.0.1:1,127.0.0.1:{sentinel.port}/mymaster/0"   # the first sentinel is down
         assert kv(url, "put", "k", '"before"').returncode == OK
@@ -531,13 +635,93 @@ def test_sentinel_url_follows_the_primary_through_a_failover(tmp_path):
         wait_until(lambda: sentinel.primary_port() == replica.port, what="the failover")
         wait_until(lambda: "role:master" in replica.cli("INFO", "replication"), what="the replica's promotion")
         assert out(kv(url, "get", "k")) == '"acknowledged by the replica"\n'
-        p = kv(url, "put", "k", '"after"')
-        assert p.returncode == OK, err(p)
+        # The old primary is alive: until Sentinel has made it a replica of the new one and it
+        # has caught up, a write cannot reach every live replica and is answered "unavailable".
+        wait_until(lambda: kv(url, "put", "k", '"after"').returncode == OK, timeout=30, what="a write on the new primary")
         assert replica.cli("HGET", "edgepipe:e:k", "value") == '"after"'
     finally:
         sentinel.kill()
         replica.kill()
         primary.kill()
+
+
+def until_answered(deliver, what, timeout=20.0):
+    """Stripe's retries, compressed: deliver again (a new connection each time) until 200."""
+    deadline = time.time() + timeout
+    answers = []
+    while time.time() < deadline:
+        status, body = deliver()
+        answers.append(status)
+        if status == 200:
+            return answers
+        assert status == 503, (status, body)
+        time.sleep(0.1)
+    raise AssertionError(f"{what}: never acknowledged ({answers})")
+
+
+def test_a_failover_mid_keep_alive_acknowledges_only_writes_the_new_primary_has_and_reads_nothing_stale(tmp_path):
+    # The old primary keeps taking writes for seconds after Sentinel promotes its replica,
+    # until Sentinel reconfigures it; then it resyncs from the new primary and drops them.
+    import requests
+    primary, replica, sentinel = primary_replica_and_sentinel(tmp_path, ("ra", "rb"))   # a and b: the gateways
+    url = f"redis+sentinel://127.0.0.1:{sentinel.port}/mymaster/0?connect_timeout_ms=500&timeout_ms=1000&wait_timeout_ms=300"
+    gateways = Gateways(tmp_path, url)
+    user_b = checkout("evt_b", T0 + 1, uid="user-b", customer="cus_b", subscription="sub_b")
+    try:
+        keep = requests.Session()   # one HTTP connection: one pipeline, whose stages keep their Redis connections
+        assert gateways.deliver(0, checkout("evt_a", T0, uid="user-a", customer="cus_a", subscription="sub_a"),
+                                session=keep) == (200, {"received": True})
+        status, view = gateways.subscription(0, "user-a", session=keep)
+        assert status == 200 and view["status"] == "active"
+        wait_until(lambda: sentinel.cli("SENTINEL", "FAILOVER", "mymaster") == ["OK"], what="a failover to start")
+        wait_until(lambda: "role:master" in replica.cli("INFO", "replication"), timeout=10, what="the promotion")
+
+        # A webhook on the kept connection, whose stage still holds the old primary.
+        status_b, body_b = gateways.deliver(0, user_b, session=keep)
+        assert primary.cli("ROLE").split()[0] == "master", "the old primary was demoted already: nothing was tested"
+        acknowledged = {"user-a": "active"}
+        if status_b == 200:
+            acknowledged["user-b"] = "active"
+        else:
+            assert status_b == 503 and body_b["error"] == "store_unavailable", body_b
+            until_answered(lambda: gateways.deliver(1, user_b), "the retried webhook")
+            acknowledged["user-b"] = "active"
+
+        # A newer state for user-a, written on the new primary once the sentinel names it...
+        wait_until(lambda: sentinel.primary_port() == replica.port, timeout=10, what="the sentinel to name the new primary")
+        until_answered(lambda: gateways.deliver(1, subscription("evt_c", T0 + 10, "past_due", T0 + MONTH, customer="cus_a",
+                                                                 subscription="sub_a")), "the update")
+        acknowledged["user-a"] = "past_due"
+        # ...is what the kept connection reads: never the older state, at worst a 503.
+        reads = []
+        for _ in range(50):
+            status, view = gateways.subscription(0, "user-a", session=keep)
+            reads.append(status)
+            if status == 200:
+                assert view["stored_status"] == "past_due", f"stale read after an acknowledged write: {view}"
+                break
+            assert status == 503, (status, view)
+        assert reads[-1] == 200, reads
+
+        # Once the old primary has resynced from the new one, every acknowledged event is there.
+        wait_until(lambda: primary.cli("ROLE").split()[0] == "slave"
+                   and "master_link_status:up" in primary.cli("INFO", "replication"), timeout=30,
+                   what="the old primary to follow the new one")
+        new_primary = f"redis://127.0.0.1:{replica.port}/0"
+        for uid, expected in acknowledged.items():
+            entry = redis_entry(new_primary, f"sub/{uid}")
+            assert entry is not None and entry["value"]["status"] == expected, f"acknowledged state of {uid} lost: {entry}"
+            assert redis_entry(f"redis://127.0.0.1:{primary.port}/0", f"sub/{uid}") == entry
+    finally:
+        gateways.stop()
+        sentinel.kill()
+        replica.kill()
+        primary.kill()
+
+
+def test_wait_auto_is_refused_without_sentinels(redis):
+    p = kv(redis.url + "?wait=auto", "get", "k")
+    assert p.returncode == UNAVAILABLE and "wait=auto needs a redis+sentinel URL" in err(p)
 
 
 def test_no_sentinel_reachable_exits_5_and_names_the_master(tmp_path):
@@ -615,11 +799,11 @@ class Gateways:
                                        headers={"content-type": "application/json", "stripe-signature": sign(body)})
         return r.status_code, r.json()
 
-    def subscription(self, i, uid):
+    def subscription(self, i, uid, session=None):
         import requests
         token = subprocess.run([binary("sign-jwt"), "dev", "--uid", uid, "--dev-keys", str(self.keys)],
                                check=True, capture_output=True, text=True).stdout.strip()
-        r = requests.get(self[i].url + "/v1/subscription", headers={"authorization": f"Bearer {token}"}, timeout=10)
+        r = (session or requests).get(self[i].url + "/v1/subscription", headers={"authorization": f"Bearer {token}"}, timeout=10)
         return r.status_code, r.json()
 
     def stop(self):

@@ -16,12 +16,15 @@ import Crypto
 ///     rediss+sentinel://...                           the same, TLS to sentinels and primary
 ///
 /// With Sentinel, each new connection asks the sentinels (port 26379 by default) for the
-/// current primary of master-name and checks that the server it reaches says it is the
-/// primary (ROLE), so after a failover the next connection finds the new one.
+/// current primary of master-name and its replicas, and checks that the server it reaches
+/// says it is the primary (ROLE); every operation then repeats that ROLE check in its own
+/// round trip, and writes wait for the replicas (`wait=auto`): the failover rules are in
+/// RedisStore and docs/scaling.md.
 ///
 /// Options: `prefix` (namespace of every key, default `edgepipe:`), `db`,
 /// `connect_timeout_ms` (1000), `timeout_ms` (per command, 2000), `wait` (replicas that must
-/// acknowledge each write, 0), `wait_timeout_ms` (1000), `protocol` (2 or 3).
+/// acknowledge each write: a number, or `auto`; `auto` behind sentinels, else 0),
+/// `wait_timeout_ms` (1000), `protocol` (2 or 3).
 ///
 /// The URL never carries the password: it is on argv or in the environment of every tool,
 /// and it is printed in error messages. The password comes from EDGEPIPE_REDIS_PASSWORD_FILE
@@ -51,6 +54,10 @@ public struct RedisLocation: Equatable, Sendable, CustomStringConvertible {
     public var timeoutMillis = 2000
     /// Replicas that must acknowledge a write (Redis WAIT) before it counts; 0: do not wait.
     public var waitReplicas = 0
+    /// `wait=auto`, the default behind sentinels: wait for every replica that Sentinel could
+    /// promote (RedisConnection.requiredReplicas), so no promotion can lose an acknowledged
+    /// write, and refuse reads from a primary that has lost one of them.
+    public var waitForAllReplicas = false
     public var waitTimeoutMillis = 1000
     /// 2: AUTH/SELECT as every Redis takes them; 3: HELLO 3 (Redis 6 and later).
     public var protocolVersion = 2
@@ -126,6 +133,7 @@ public struct RedisLocation: Equatable, Sendable, CustomStringConvertible {
             }
             location = RedisLocation(endpoint: .sentinel(sentinels: nodes, master: master))
             location.tls = scheme == "rediss+sentinel"
+            location.waitForAllReplicas = true
             if parts.count == 2 { location.database = try database(parts.last!) }
         } else {
             let node = try parseNode(authority, defaultPort: 6379)
@@ -156,7 +164,16 @@ public struct RedisLocation: Equatable, Sendable, CustomStringConvertible {
                 location.database = try number(0...1_000_000)
             case "connect_timeout_ms": location.connectTimeoutMillis = try number(1...600_000)
             case "timeout_ms": location.timeoutMillis = try number(1...600_000)
-            case "wait": location.waitReplicas = try number(0...1000)
+            case "wait":
+                if value == "auto" {
+                    guard case .sentinel = location.endpoint else {
+                        throw bad("wait=auto needs a redis+sentinel URL (the sentinels say which replicas exist); give a number")
+                    }
+                    location.waitForAllReplicas = true
+                } else {
+                    location.waitReplicas = try number(0...1000)
+                    location.waitForAllReplicas = false
+                }
             case "wait_timeout_ms": location.waitTimeoutMillis = try number(1...600_000)
             case "protocol": location.protocolVersion = try number(2...3)
             default: throw bad("unknown option \(name) (prefix, db, connect_timeout_ms, timeout_ms, wait, wait_timeout_ms, protocol)")
@@ -233,9 +250,13 @@ public struct RedisCredentials: Sendable {
     public var password: [UInt8]?
     /// For the sentinels of a redis+sentinel URL, when they require their own.
     public var sentinelPassword: [UInt8]?
+    /// Presented when the server asks for one (`tls-auth-clients yes`, Redis's default with TLS).
+    public var clientCertificate: TLSClientCertificate?
 
-    public init(username: String? = nil, password: [UInt8]? = nil, sentinelPassword: [UInt8]? = nil) {
+    public init(username: String? = nil, password: [UInt8]? = nil, sentinelPassword: [UInt8]? = nil,
+                clientCertificate: TLSClientCertificate? = nil) {
         self.username = username; self.password = password; self.sentinelPassword = sentinelPassword
+        self.clientCertificate = clientCertificate
     }
 
     /// EDGEPIPE_REDIS_PASSWORD_FILE (preferred: the file can be mode 0400 and kept out of
@@ -256,7 +277,15 @@ public struct RedisCredentials: Sendable {
             throw KVError.unavailable("the redis URL names user \(username) but no password is set "
                                       + "(EDGEPIPE_REDIS_PASSWORD_FILE or EDGEPIPE_REDIS_PASSWORD)")
         }
+        var certificate: TLSClientCertificate?
+        switch (environment("EDGEPIPE_REDIS_CERT_FILE"), environment("EDGEPIPE_REDIS_KEY_FILE")) {
+        case (nil, nil): break
+        case (let cert?, let key?): certificate = TLSClientCertificate(certificateFile: cert, keyFile: key)
+        default:
+            throw KVError.unavailable("EDGEPIPE_REDIS_CERT_FILE and EDGEPIPE_REDIS_KEY_FILE go together: set both or neither")
+        }
         return RedisCredentials(username: username, password: password,
-                                sentinelPassword: environment("EDGEPIPE_REDIS_SENTINEL_PASSWORD").map { Array($0.utf8) })
+                                sentinelPassword: environment("EDGEPIPE_REDIS_SENTINEL_PASSWORD").map { Array($0.utf8) },
+                                clientCertificate: certificate)
     }
 }

@@ -16,13 +16,21 @@ import Crypto
 /// hash itself at expiry; list removes a key from the index when it finds its hash gone.
 /// Versions continue across logical expiry while the hash exists, as they do in the
 /// directory store, so a compare-and-swap based on an old read cannot succeed by accident.
+///
+/// Each script declares what it does (Redis 7 `#!lua flags=`), because Redis checks a
+/// script's memory use only as a whole or at its first write: an undeclared script that
+/// begins with a DEL (which frees memory, so is allowed when full) would go on to write a
+/// full Redis past `maxmemory`. Declared, `write` is refused whole with `OOM` when Redis is
+/// full; `get` declares no writes and `delete` and `list` (whose only writes remove
+/// things) run when full, so a full Redis still answers reads and frees space.
 struct RedisScript: Sendable {
     let source: [UInt8]
     /// SHA-1 of the source in hex, for EVALSHA.
     let sha: [UInt8]
 
-    init(_ text: String) {
-        source = Array(text.utf8)
+    /// `flags`: the shebang's flags (none: may write, refused when Redis is out of memory).
+    init(flags: String?, _ text: String) {
+        source = Array(("#!lua" + (flags.map { " flags=\($0)" } ?? "") + "\n" + Self.clock + text).utf8)
         sha = Array(Hex.encode(Self.sha1(source)).utf8)
     }
 
@@ -65,15 +73,16 @@ struct RedisScript: Sendable {
         return out
     }
 
+    /// Scripts with a shebang always replicate their effects (not the script), which is
+    /// what lets them read TIME and then write.
     private static let clock = """
-        if redis.replicate_commands then redis.replicate_commands() end
         local t = redis.call('TIME')
         local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[1])
 
         """
 
     /// KEYS: entry. ARGV: offset. Returns nil, or {value, version, metadata|nil, expires_at|nil}.
-    static let get = RedisScript(clock + """
+    static let get = RedisScript(flags: "no-writes", """
         local h = redis.call('HMGET', KEYS[1], 'value', 'version', 'metadata', 'expires_at')
         if not h[2] then return false end
         if h[4] and tonumber(h[4]) * 1000 <= now then return false end
@@ -84,7 +93,7 @@ struct RedisScript: Sendable {
     /// absent), key, value, metadata ('' for none), expires_at ('' for none), PEXPIREAT
     /// milliseconds ('' for none). Returns {0, version} written, {1, 0} exists (create),
     /// {2, current or -1} version mismatch (cas).
-    static let write = RedisScript(clock + """
+    static let write = RedisScript(flags: nil, """
         local h = redis.call('HMGET', KEYS[1], 'version', 'expires_at')
         local stored = tonumber(h[1])
         local live = stored
@@ -102,7 +111,7 @@ struct RedisScript: Sendable {
         """)
 
     /// KEYS: entry, index. ARGV: offset, key. Returns 1 when a live entry was removed.
-    static let delete = RedisScript(clock + """
+    static let delete = RedisScript(flags: "allow-oom", """
         local h = redis.call('HMGET', KEYS[1], 'version', 'expires_at')
         local live = h[1] and not (h[2] and tonumber(h[2]) * 1000 <= now)
         redis.call('DEL', KEYS[1])
@@ -114,7 +123,7 @@ struct RedisScript: Sendable {
     /// KEYS: index. ARGV: offset, prefix, start bound for ZRANGEBYLEX, end bound, limit,
     /// entry key prefix. Returns {keys, more}: up to `limit` live keys in byte order, and 1
     /// when the index holds further keys in range (the caller then issues a cursor).
-    static let list = RedisScript(clock + """
+    static let list = RedisScript(flags: "allow-oom", """
         local prefix, min, max, limit, ep = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5]), ARGV[6]
         local keys = {}
         local batch = limit + 1

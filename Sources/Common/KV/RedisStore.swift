@@ -12,10 +12,11 @@ import Crypto
 ///
 /// Opening the store connects to nothing: the first operation does, so a filter started
 /// while Redis is down answers 503s and recovers by itself. Any failure to reach Redis is
-/// `KVError.unavailable`; the connection is then dropped and the next operation connects
-/// afresh. Reads that fail on a reused connection are retried once on a new one; writes
-/// are not (Redis may have applied one whose reply was lost), which is why idle
-/// connections are checked for a server-side close before a write is sent on them.
+/// `KVError.unavailable`; every pooled connection is then dropped and the next operation
+/// connects afresh (behind sentinels: asks them again). Reads that fail on a reused
+/// connection are retried once on a new one; writes are not (Redis may have applied one
+/// whose reply was lost), which is why idle connections are checked for a server-side
+/// close before a write is sent on them.
 public final class RedisStore: KVStore, @unchecked Sendable {
     public let location: RedisLocation
     private let credentials: RedisCredentials
@@ -170,52 +171,89 @@ public final class RedisStore: KVStore, @unchecked Sendable {
     }
 
     /// Runs a script by its SHA (loading it with EVAL when the server does not know it, as
-    /// after a restart), then WAITs for replicas after a write when configured.
+    /// after a restart). Behind sentinels the same round trip first asks ROLE, so a
+    /// connection to a server that is no longer the primary, or to a primary that has lost
+    /// a replica it must have (possibly the one just promoted), is caught before its answer
+    /// is used: the pool is dropped, and a read, or a write the replica refused, is retried
+    /// once on a connection found afresh through the sentinels. A write then waits (WAIT)
+    /// for the required replicas; short of them it is not acknowledged.
     private func run(_ script: RedisScript, keys: [[UInt8]], args: [[UInt8]], isWrite: Bool) throws(KVError) -> RESPValue {
         let numKeys = Array(String(keys.count).utf8)
-        let waitFor = isWrite && location.waitReplicas > 0
-        var wait: [[[UInt8]]] = []
-        if waitFor {
-            wait = [[Array("WAIT".utf8), Array(String(location.waitReplicas).utf8),
-                     Array(String(location.waitTimeoutMillis).utf8)]]
-        }
-        let evalsha = [[Array("EVALSHA".utf8), script.sha, numKeys] + keys + args] + wait
-        let eval = [[Array("EVAL".utf8), script.source, numKeys] + keys + args] + wait
-        // WAIT blocks up to its own timeout: give the round trip that much more.
-        let timeout = location.timeoutMillis + (waitFor ? location.waitTimeoutMillis : 0)
-
+        let role: [[UInt8]] = [Array("ROLE".utf8)]
         var attempt = 0
         while true {
             attempt += 1
             let (connection, reused) = try checkout()
+            let required = connection.requiredReplicas
+            let fence = connection.fenceReplicas
+            let waits = isWrite && required > 0
+            var commands: [[[UInt8]]] = connection.checksRole ? [role] : []
+            let scriptAt = commands.count
+            commands.append([Array("EVALSHA".utf8), script.sha, numKeys] + keys + args)
+            if waits { commands.append(waitCommand(required)) }
+            // WAIT blocks up to its own timeout: give the round trip that much more.
+            let timeout = location.timeoutMillis + (waits ? location.waitTimeoutMillis : 0)
             do {
-                var replies = try connection.roundTrip(evalsha, timeoutMillis: timeout)
-                if case .error(let e) = replies[0], e.hasPrefix("NOSCRIPT") {
-                    replies = try connection.roundTrip(eval, timeoutMillis: timeout)
+                var replies = try connection.roundTrip(commands, timeoutMillis: timeout)
+                if case .error(let e) = replies[scriptAt], e.hasPrefix("NOSCRIPT") {
+                    commands[scriptAt] = [Array("EVAL".utf8), script.source, numKeys] + keys + args
+                    replies = try connection.roundTrip(commands, timeoutMillis: timeout)
                 }
-                if case .error(let e) = replies[0] {
+                if connection.checksRole {
+                    guard let seen = RedisConnection.role(replies[0]) else {
+                        // Not an answer to go by (an ACL without ROLE?); the script may have run.
+                        pool.invalidate()
+                        var why = "unexpected reply"
+                        if case .error(let e) = replies[0] { why = String(e.prefix(200)) }
+                        throw RedisFailure.server("ROLE: \(why)")
+                    }
+                    guard seen.isPrimary else {
+                        // A demoted primary: a write was refused (READONLY), a read may be
+                        // stale. Either way nothing happened that a retry could duplicate.
+                        pool.invalidate()
+                        if attempt == 1 { continue }
+                        throw RedisFailure.io("the server is no longer the primary (failover in progress)", sent: false)
+                    }
+                    if location.waitForAllReplicas { connection.sawOnline(seen.onlineReplicas) }
+                    if seen.onlineReplicas < fence && !isWrite {
+                        pool.invalidate()
+                        if attempt == 1 { continue }
+                        throw RedisFailure.io("the primary has \(seen.onlineReplicas) of \(fence) replicas online; "
+                                              + "one may have been promoted (failover in progress?)", sent: false)
+                    }
+                }
+                if case .error(let e) = replies[scriptAt] {
                     // A replica after a failover, a loading or unauthenticated server: this
                     // connection leads nowhere useful; the next call reconnects.
                     let fatal = ["READONLY", "MASTERDOWN", "LOADING", "NOAUTH", "WRONGPASS", "NOPERM"].contains { e.hasPrefix($0) }
-                    if !fatal { pool.checkin(connection) }
+                    if fatal { pool.invalidate() } else { pool.checkin(connection) }
+                    if e.hasPrefix("OOM") {
+                        throw RedisFailure.server("Redis is full (maxmemory reached, and the store's writes are never evicted): \(e.prefix(200))")
+                    }
                     throw RedisFailure.server(String(e.prefix(200)))
                 }
-                if waitFor {
-                    let acknowledged = replies[1].int ?? 0
-                    pool.checkin(connection)
-                    if acknowledged < location.waitReplicas {
-                        throw KVError.unavailable("\(location): written on the primary but acknowledged by \(acknowledged) of "
-                                                  + "\(location.waitReplicas) replicas within \(location.waitTimeoutMillis) ms")
+                if isWrite && connection.requiredReplicas > 0 {
+                    var acknowledged = waits ? replies[scriptAt + 1].int ?? 0 : 0
+                    let needed = connection.requiredReplicas
+                    if acknowledged < needed && needed > required {
+                        // A replica joined since the connection opened: wait for it too.
+                        acknowledged = try connection.roundTrip([waitCommand(needed)], timeoutMillis: timeout)[0].int ?? 0
                     }
-                    return replies[0]
+                    if acknowledged < needed {
+                        // Maybe a primary cut off by a promotion: find the primary afresh.
+                        pool.invalidate()
+                        throw KVError.unavailable("\(location): written on the primary but acknowledged by \(acknowledged) of "
+                                                  + "\(needed) replicas within \(location.waitTimeoutMillis) ms")
+                    }
                 }
                 pool.checkin(connection)
-                return replies[0]
+                return replies[scriptAt]
             } catch let failure as RedisFailure {
                 switch failure {
                 case .server(let text):
                     throw KVError.unavailable("\(location): \(text)")
                 case .io(let text, let sent):
+                    pool.invalidate()
                     if reused && attempt == 1 && (!isWrite || !sent) { continue }
                     throw KVError.unavailable("\(location): \(text)")
                 }
@@ -227,12 +265,21 @@ public final class RedisStore: KVStore, @unchecked Sendable {
         }
     }
 
+    private func waitCommand(_ replicas: Int) -> [[UInt8]] {
+        [Array("WAIT".utf8), Array(String(replicas).utf8), Array(String(location.waitTimeoutMillis).utf8)]
+    }
+
     /// An idle connection that is still open, or a new one.
     private func checkout() throws(KVError) -> (RedisConnection, reused: Bool) {
         while let c = pool.checkoutIdle() {
             if !c.isStale { return (c, true) }
         }
-        do { return (try RedisConnection(location, credentials), false) }
+        let generation = pool.generation
+        do {
+            let connection = try RedisConnection(location, credentials)
+            connection.generation = generation
+            return (connection, false)
+        }
         catch { throw KVError.unavailable(error.message) }
     }
 }
@@ -243,6 +290,7 @@ private final class ConnectionPool: @unchecked Sendable {
     private let mutex: UnsafeMutablePointer<pthread_mutex_t>
     private var idle: [RedisConnection] = []
     private let maxIdle = 8
+    private var current = 0
 
     init() {
         mutex = .allocate(capacity: 1)
@@ -261,6 +309,19 @@ private final class ConnectionPool: @unchecked Sendable {
 
     func checkin(_ connection: RedisConnection) {
         pthread_mutex_lock(mutex); defer { pthread_mutex_unlock(mutex) }
-        if idle.count < maxIdle { idle.append(connection) }
+        if connection.generation == current && idle.count < maxIdle { idle.append(connection) }
+    }
+
+    /// Drops every idle connection, and those in use when they come back: after a failover
+    /// sign or a broken connection, each must find the primary afresh.
+    func invalidate() {
+        pthread_mutex_lock(mutex); defer { pthread_mutex_unlock(mutex) }
+        current += 1
+        idle.removeAll()
+    }
+
+    var generation: Int {
+        pthread_mutex_lock(mutex); defer { pthread_mutex_unlock(mutex) }
+        return current
     }
 }

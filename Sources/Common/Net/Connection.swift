@@ -12,14 +12,17 @@ package enum Endpoint: Equatable, Sendable, CustomStringConvertible {
 }
 
 /// What a TLS client checks: the name the certificate must carry (also sent as SNI), and
-/// the CA that must have signed it (nil: the system store).
+/// the CA that must have signed it (nil: the system store); and the certificate it shows
+/// when the server asks for one.
 package struct TLSSettings: Equatable, Sendable {
     package var serverName: String
     package var caFile: String?
+    package var clientCertificate: TLSClientCertificate?
 
-    package init(serverName: String, caFile: String? = nil) {
+    package init(serverName: String, caFile: String? = nil, clientCertificate: TLSClientCertificate? = nil) {
         self.serverName = serverName
         self.caFile = caFile
+        self.clientCertificate = clientCertificate
     }
 }
 
@@ -43,7 +46,8 @@ package final class Connection {
         case .unix(let path): socket = try StreamSocket.connect(unixPath: path, deadline: deadline)
         }
         guard let settings else { return Connection(socket: socket, tls: nil) }
-        let tls = try TLSStream(socket: socket, host: settings.serverName, caFile: settings.caFile, deadline: deadline)
+        let tls = try TLSStream(socket: socket, host: settings.serverName, caFile: settings.caFile,
+                                certificate: settings.clientCertificate, deadline: deadline)
         return Connection(socket: socket, tls: tls)
     }
 

@@ -15,7 +15,8 @@ package final class TLSStream {
 
     /// Verifies the server against `caFile` when given (a private CA for internal
     /// services), else against the system store (`SSL_CERT_FILE` / `SSL_CERT_DIR`).
-    package init(socket: StreamSocket, host: String, caFile: String? = nil, deadline: Int) throws(NetError) {
+    package init(socket: StreamSocket, host: String, caFile: String? = nil, certificate: TLSClientCertificate? = nil,
+                 deadline: Int) throws(NetError) {
         self.socket = socket
         guard let ctx = SSL_CTX_new(TLS_client_method()) else { throw NetError("SSL_CTX_new failed") }
         guard let ssl = SSL_new(ctx) else { SSL_CTX_free(ctx); throw NetError("SSL_new failed") }
@@ -29,6 +30,7 @@ package final class TLSStream {
         } else {
             guard SSL_CTX_set_default_verify_paths(ctx) == 1 else { throw NetError("cannot load the system CA store") }
         }
+        try certificate?.install(in: ssl)
         SSL_set_verify(ssl, SSL_VERIFY_PEER, nil)
         var v4 = in_addr(), v6 = in6_addr()
         let isIP = inet_pton(AF_INET, host, &v4) == 1 || inet_pton(AF_INET6, host, &v6) == 1
