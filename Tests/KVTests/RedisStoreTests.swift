@@ -368,8 +368,9 @@ final class RedisLocationTests: XCTestCase {
         unsetenv("EDGEPIPE_REDIS_KEY_FILE")
         XCTAssertThrowsError(try RedisCredentials.fromEnvironment(username: nil))
         setenv("EDGEPIPE_REDIS_KEY_FILE", "/etc/edgepipe/redis-client.key", 1)
-        XCTAssertEqual(try RedisCredentials.fromEnvironment(username: nil).clientCertificate,
-                       TLSClientCertificate(certificateFile: "/etc/edgepipe/redis-client.pem", keyFile: "/etc/edgepipe/redis-client.key"))
+        let certificate = try RedisCredentials.fromEnvironment(username: nil).clientCertificate
+        XCTAssertEqual(certificate?.certificateFile, "/etc/edgepipe/redis-client.pem")
+        XCTAssertEqual(certificate?.keyFile, "/etc/edgepipe/redis-client.key")
         unsetenv("EDGEPIPE_REDIS_CERT_FILE"); unsetenv("EDGEPIPE_REDIS_KEY_FILE")
         XCTAssertNil(try RedisCredentials.fromEnvironment(username: nil).clientCertificate)
     }

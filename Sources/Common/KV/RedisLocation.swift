@@ -5,6 +5,7 @@ import Musl
 #endif
 import Records
 import Crypto
+import Net
 
 /// Where a RedisStore connects and how, parsed from its URL (docs/scaling.md):
 ///
