@@ -30,6 +30,10 @@ class RedisServer:
     def __init__(self, tmp_path, *extra, port=None, unixsocket=None, tls=None):
         if shutil.which("redis-server") is None:
             pytest.fail("redis-server is missing: apt-get install -y redis-server")
+        version = subprocess.run(["redis-server", "--version"], capture_output=True, text=True).stdout
+        major = int(version.split("v=", 1)[1].split(".", 1)[0]) if "v=" in version else 0
+        if major < 7:
+            pytest.fail(f"the store needs Redis 7 or later (script flags): {version.strip()}")
         self.dir = tmp_path
         self.port = port or free_port()
         self.extra = list(extra)
