@@ -179,6 +179,9 @@ struct JSONRaw: Sendable {
 public struct JSONError: Error, Equatable, CustomStringConvertible, Sendable {
     public let message: String
     public let offset: Int
+    /// The key, when the error is a key repeated in the top-level object: a service can
+    /// then name the field sent twice.
+    public var duplicateTopLevelKey: String?
     public init(_ message: String, at offset: Int) { self.message = message; self.offset = offset }
     public var description: String { "\(message) at byte \(offset)" }
 }
@@ -333,7 +336,7 @@ public struct JSONReader {
     /// Reads one key and refuses it when the object (whose keys start at `first` in
     /// `keys`) already has it. Duplicate keys are refused: two filters reading different
     /// copies of "id" or "status" is exactly the kind of confusion an attacker wants.
-    private mutating func readKey(objectKeysFrom first: Int) throws(JSONError) -> StringScan {
+    private mutating func readKey(objectKeysFrom first: Int, topLevel: Bool = false) throws(JSONError) -> StringScan {
         guard position < count, base[position] == UInt8(ascii: "\"") else { throw fail("expected a string key") }
         let keyStart = position
         let scan = try scanString()
@@ -341,7 +344,9 @@ public struct JSONReader {
         var i = first
         while i < keys.count {
             if sameKey(keys[i], span) {
-                throw JSONError("duplicate key \"\(makeString(scan))\"", at: keyStart)
+                var error = JSONError("duplicate key \"\(makeString(scan))\"", at: keyStart)
+                if topLevel { error.duplicateTopLevelKey = makeString(scan) }
+                throw error
             }
             i += 1
         }
@@ -371,7 +376,7 @@ public struct JSONReader {
         let first = keys.count
         while true {
             skipWhitespace()
-            let key = makeString(try readKey(objectKeysFrom: first))
+            let key = makeString(try readKey(objectKeysFrom: first, topLevel: depth == 1))
             skipWhitespace()
             guard position < count, base[position] == UInt8(ascii: ":") else { throw fail("expected ':'") }
             position += 1
@@ -422,7 +427,7 @@ public struct JSONReader {
         members.reserveCapacity(12)
         while true {
             skipWhitespace()
-            let key = recordKey(try readKey(objectKeysFrom: 0))
+            let key = recordKey(try readKey(objectKeysFrom: 0, topLevel: true))
             skipWhitespace()
             guard position < count, base[position] == UInt8(ascii: ":") else { throw fail("expected ':'") }
             position += 1
@@ -868,7 +873,7 @@ extension JSON {
 
     /// A high bit set in each of the 8 bytes that is '"', '\\' or a control character,
     /// exact up to the first such byte.
-    @inline(__always) private static func escapeMask(_ x: UInt64) -> UInt64 {
+    @inline(__always) static func escapeMask(_ x: UInt64) -> UInt64 {
         let ones: UInt64 = 0x0101_0101_0101_0101
         let high: UInt64 = 0x8080_8080_8080_8080
         let quote = x ^ (ones &* 0x22)
