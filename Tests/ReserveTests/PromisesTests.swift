@@ -4,12 +4,6 @@ import XCTest
 
 /// Issue 19 §8: the reservation service keeps its promises.
 final class PromisesTests: XCTestCase {
-    private func run(_ f: ReserveFilter, _ r: Record) -> Record {
-        var r = r
-        f.handle(&r)
-        return r
-    }
-
     // MARK: The link's lifetime is never over-promised
 
     func testNinetyMinutesAreNotCalledTwoHours() {
@@ -61,7 +55,7 @@ final class PromisesTests: XCTestCase {
         let h = Harness()
         let name = String(repeating: "€", count: 100)
         let body = JSON.object(JSONObject([("subdomain", .string(name)), ("email", "a@b.co")])).text
-        let r = run(h.filter(), postJSON("/v1/reservations", body))
+        let r = h.filter().handled(postJSON("/v1/reservations", body))
         XCTAssertEqual(r.status, 422)
         let clipped = r.annotation(AnnotationKey.audit)?["subdomain"]?.string ?? ""
         XCTAssertEqual(clipped, String(repeating: "€", count: 84))
@@ -101,7 +95,7 @@ final class PromisesTests: XCTestCase {
     func testAlreadyYoursIs200WithTheMessageAndIsAudited() throws {
         let h = Harness()
         XCTAssertEqual(try h.service().confirm(token: try h.submitted("mine", "ann@example.com")).0, .confirmed)
-        let r = run(h.filter(), postJSON("/v1/reservations", #"{"subdomain":"mine","email":"ann@example.com"}"#))
+        let r = h.filter().handled(postJSON("/v1/reservations", #"{"subdomain":"mine","email":"ann@example.com"}"#))
         XCTAssertEqual(r.status, 200)
         XCTAssertEqual(bodyJSON(r)?["status"], "already_yours")
         XCTAssertEqual(bodyJSON(r)?["message"], "this name is already yours")
@@ -164,13 +158,13 @@ final class PromisesTests: XCTestCase {
 
     func testDuplicateJSONKeyIs422NamingTheField() {
         let h = Harness()
-        let r = run(h.filter(), postJSON("/v1/reservations", #"{"subdomain":"a-site","email":"a@b.co","email":"c@d.co"}"#))
+        let r = h.filter().handled(postJSON("/v1/reservations", #"{"subdomain":"a-site","email":"a@b.co","email":"c@d.co"}"#))
         XCTAssertEqual(r.status, 422)
         XCTAssertEqual(bodyJSON(r)?["error"], "invalid_field")
         XCTAssertEqual(bodyJSON(r)?["field"], "email")
         XCTAssertEqual(r.annotation(AnnotationKey.audit)?["outcome"], "invalid")
         XCTAssertEqual(r.annotation(AnnotationKey.audit)?["field"], "email")
-        let token = run(h.filter(), postJSON("/v1/reservations/confirm", #"{"token":"x","token":"y"}"#))
+        let token = h.filter().handled(postJSON("/v1/reservations/confirm", #"{"token":"x","token":"y"}"#))
         XCTAssertEqual(token.status, 422)
         XCTAssertEqual(bodyJSON(token)?["field"], "token")
         XCTAssertTrue(h.mailer.messages.isEmpty)
@@ -178,7 +172,7 @@ final class PromisesTests: XCTestCase {
 
     func testAKeyRepeatedDeeperDownIsStillABadBody() {
         let h = Harness()
-        let r = run(h.filter(), postJSON("/v1/reservations", #"{"subdomain":{"a":1,"a":2},"email":"a@b.co"}"#))
+        let r = h.filter().handled(postJSON("/v1/reservations", #"{"subdomain":{"a":1,"a":2},"email":"a@b.co"}"#))
         XCTAssertEqual(r.status, 400)
         XCTAssertEqual(bodyJSON(r)?["error"], "bad_request")
     }

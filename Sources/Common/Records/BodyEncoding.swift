@@ -34,20 +34,9 @@ extension JSON {
         let n = bytes.count
         var length = n
         var i = 0
-        // The same word-at-a-time scan as writeString: the mask is exact up to its first
-        // flagged byte, so each flagged byte is counted and the scan goes on after it.
-        while i < n && length <= limit {
-            if i &+ 8 <= n {
-                let mask = escapeMask(UnsafeRawPointer(base + i).loadUnaligned(as: UInt64.self))
-                if mask == 0 { i &+= 8; continue }
-                i &+= mask.trailingZeroBitCount >> 3
-            } else {
-                var word: UInt64 = 0x4141_4141_4141_4141
-                withUnsafeMutableBytes(of: &word) { $0.baseAddress!.copyMemory(from: base + i, byteCount: n - i) }
-                let mask = escapeMask(word)
-                if mask == 0 { break }
-                i &+= mask.trailingZeroBitCount >> 3
-            }
+        while length <= limit {
+            i = nextEscape(base, from: i, count: n)
+            if i == n { break }
             switch base[i] {
             case 0x22, 0x5C, 0x0A, 0x0D, 0x09: length &+= 1   // \" \\ \n \r \t
             default: length &+= 5                             // \u00XX

@@ -873,13 +873,31 @@ extension JSON {
 
     /// A high bit set in each of the 8 bytes that is '"', '\\' or a control character,
     /// exact up to the first such byte.
-    @inline(__always) static func escapeMask(_ x: UInt64) -> UInt64 {
+    @inline(__always) private static func escapeMask(_ x: UInt64) -> UInt64 {
         let ones: UInt64 = 0x0101_0101_0101_0101
         let high: UInt64 = 0x8080_8080_8080_8080
         let quote = x ^ (ones &* 0x22)
         let backslash = x ^ (ones &* 0x5C)
         let found = ((quote &- ones) & ~quote) | ((backslash &- ones) & ~backslash) | (x &- (ones &* 0x20))
         return found & ~x & high
+    }
+
+    /// The index of the first byte from `i` on that a JSON string must escape, or `n`.
+    @inline(__always) static func nextEscape(_ base: UnsafePointer<UInt8>, from i: Int, count n: Int) -> Int {
+        var i = i
+        while i < n {
+            if i &+ 8 <= n {
+                let mask = escapeMask(UnsafeRawPointer(base + i).loadUnaligned(as: UInt64.self))
+                if mask == 0 { i &+= 8; continue }
+                return i &+ mask.trailingZeroBitCount >> 3
+            }
+            // The last 1-7 bytes (most keys): padded with 'A', which is never flagged.
+            var word: UInt64 = 0x4141_4141_4141_4141
+            withUnsafeMutableBytes(of: &word) { $0.baseAddress!.copyMemory(from: base + i, byteCount: n - i) }
+            let mask = escapeMask(word)
+            return mask == 0 ? n : i &+ mask.trailingZeroBitCount >> 3
+        }
+        return n
     }
 
     /// Writes a JSON string literal. Control characters are escaped, so a value can never
@@ -898,19 +916,9 @@ extension JSON {
             let n = bytes.count
             var runStart = 0
             var i = 0
-            while i < n {
-                if i &+ 8 <= n {
-                    let mask = escapeMask(UnsafeRawPointer(base + i).loadUnaligned(as: UInt64.self))
-                    if mask == 0 { i &+= 8; continue }
-                    i &+= mask.trailingZeroBitCount >> 3
-                } else {
-                    // The last 1-7 bytes (most keys): padded with 'A', which is never flagged.
-                    var word: UInt64 = 0x4141_4141_4141_4141
-                    withUnsafeMutableBytes(of: &word) { $0.baseAddress!.copyMemory(from: base + i, byteCount: n - i) }
-                    let mask = escapeMask(word)
-                    if mask == 0 { break }
-                    i &+= mask.trailingZeroBitCount >> 3
-                }
+            while true {
+                i = nextEscape(base, from: i, count: n)
+                if i == n { break }
                 let b = base[i]
                 if runStart < i { out.append(base + runStart, count: i - runStart) }
                 i &+= 1
