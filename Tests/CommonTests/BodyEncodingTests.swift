@@ -1,5 +1,5 @@
 import XCTest
-@testable import Common
+@testable import Records
 
 /// Issue 19 §7: every body fits in a record at base64's cost or less.
 final class BodyEncodingTests: XCTestCase {

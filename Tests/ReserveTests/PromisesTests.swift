@@ -1,5 +1,5 @@
 import XCTest
-@testable import Common
+@testable import Records
 @testable import reserve
 
 /// Issue 19 §8: the reservation service keeps its promises.
