@@ -22,6 +22,7 @@ public enum BodyEncoding {
     /// would be longer than both `textAlways` and their base64.
     public static func prefersBase64(_ bytes: [UInt8]) -> Bool {
         let limit = max(textAlways, base64Length(bytes.count))
+        if bytes.count <= limit / 6 { return false }   // six bytes a byte at worst: no scan needed
         return bytes.withUnsafeBufferPointer { JSON.escapedLength($0, stoppingAbove: limit) } > limit
     }
 }
