@@ -86,8 +86,9 @@ public struct HTTPDecoder {
         defer { chunk.deallocate() }
         var phase = parser.phase
         var phaseStart = Clock.monotonicMillis()
-        // Until a request starts, the first-byte limit runs from the connection's start:
-        // line breaks before a request (RFC 9112 §2.2) leave the phase idle and do not reset it.
+        // Until the first byte of the first request (an empty line before it included), the
+        // first-byte limit applies, counted from the connection's start; the idle limit only
+        // between requests.
         var started = false
         // The peer is the same for every request of the connection; only a proxy's
         // requests each name their own client.
