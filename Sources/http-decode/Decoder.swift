@@ -7,7 +7,11 @@ import Records
 
 public struct DecoderSettings: Sendable {
     public var limits = HTTPLimits()
-    /// Between requests (and before the first): the connection is closed silently.
+    /// Before the first request starts: the connection is closed silently. Short, because
+    /// a connection that never speaks holds one of the launcher's pipelines (at most
+    /// --max-connections of them) and a flood of them would lock everyone out.
+    public var firstByteTimeoutMs = 5_000
+    /// Between requests: the connection is closed silently.
     public var idleTimeoutMs = 60_000
     /// From the first byte of a request to the end of its head (slowloris): 408.
     public var headerTimeoutMs = 10_000
@@ -28,15 +32,36 @@ public struct DecoderSettings: Sendable {
     public var problem: String? {
         let positive = [("--max-request-line", limits.maxRequestLine), ("--max-header-bytes", limits.maxHeaderBytes),
                         ("--max-headers", limits.maxHeaderCount), ("--max-body", limits.maxBody),
+                        ("--first-byte-timeout-ms", firstByteTimeoutMs),
                         ("--idle-timeout-ms", idleTimeoutMs), ("--header-timeout-ms", headerTimeoutMs),
                         ("--body-timeout-ms", bodyTimeoutMs)]
         for (name, value) in positive where value <= 0 { return "\(name) must be positive, got \(value)" }
         if lingerMs < 0 { return "--linger-ms must not be negative" }
-        // A record carries the body as base64 at worst, and records are at most 16 MiB.
-        if limits.maxBody > LineReader.defaultMaxLine / 4 * 3 - (1 << 20) {
-            return "--max-body must stay under \(LineReader.defaultMaxLine / 4 * 3 - (1 << 20)) bytes (records are at most 16 MiB)"
+        if worstCaseRecordBytes > LineReader.defaultMaxLine {
+            return "--max-body \(limits.maxBody) cannot fit in a record: at most \(largestMaxBody) with these header limits (a record is at most \(LineReader.defaultMaxLine >> 20) MiB)"
         }
         return nil
+    }
+
+    /// Room for what later filters add to a record (annotations, a header or two).
+    static let filterAllowance = 64 << 10
+
+    /// The longest record a request within these limits can become, with room for what the
+    /// filters behind add: every byte of the request line and the headers escaped at six
+    /// bytes (`\u0001`), the path once more as route parameters, and the body at its worst
+    /// (BodyEncoding: base64 when escaping costs more).
+    public var worstCaseRecordBytes: Int {
+        headRoom + BodyEncoding.worstCaseLength(limits.maxBody)
+    }
+
+    private var headRoom: Int {
+        6 * (2 * limits.maxRequestLine + limits.maxHeaderBytes) + 16 * limits.maxHeaderCount + Self.filterAllowance
+    }
+
+    /// The largest --max-body that fits with these header limits.
+    public var largestMaxBody: Int {
+        let room = LineReader.defaultMaxLine - headRoom
+        return room < BodyEncoding.textAlways ? 0 : room / 4 * 3
     }
 }
 
@@ -61,6 +86,10 @@ public struct HTTPDecoder {
         defer { chunk.deallocate() }
         var phase = parser.phase
         var phaseStart = Clock.monotonicMillis()
+        // Until the first byte of the first request (an empty line before it included), the
+        // first-byte limit applies, counted from the connection's start; the idle limit only
+        // between requests.
+        var started = false
         // The peer is the same for every request of the connection; only a proxy's
         // requests each name their own client.
         let proxy = settings.trustedProxies.trusts(peer: remote) ? remote : nil
@@ -104,9 +133,10 @@ public struct HTTPDecoder {
             // Each request gets its own timer, also when the next one's head started in
             // the same read (a steady pipelining client is not a slow one).
             if parser.phase != phase || completed { phase = parser.phase; phaseStart = now }
+            if phase != .idle || completed { started = true }
             let limit: Int
             switch phase {
-            case .idle: limit = settings.idleTimeoutMs
+            case .idle: limit = started ? settings.idleTimeoutMs : settings.firstByteTimeoutMs
             case .head: limit = settings.headerTimeoutMs
             case .body: limit = settings.bodyTimeoutMs
             }

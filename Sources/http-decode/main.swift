@@ -22,13 +22,17 @@ options (each overrides its environment variable):
   --max-header-bytes N    header section bytes (431)               EDGEPIPE_MAX_HEADER_BYTES  32768
   --max-headers N         header fields (431)                      EDGEPIPE_MAX_HEADERS       100
   --max-body N            decoded body bytes (413)                 EDGEPIPE_MAX_BODY          1048576
-  --idle-timeout-ms N     wait for a request, then close silently  EDGEPIPE_IDLE_TIMEOUT_MS   60000
+                          (refused at start when its worst case cannot fit in a 16 MiB record)
+  --first-byte-timeout-ms N  wait for the first request to start, then close silently
+                          (a connection that never speaks)   EDGEPIPE_FIRST_BYTE_TIMEOUT_MS 5000
+  --idle-timeout-ms N     wait for a next request, then close silently EDGEPIPE_IDLE_TIMEOUT_MS 60000
   --header-timeout-ms N   first byte to end of head (408)          EDGEPIPE_HEADER_TIMEOUT_MS 10000
   --body-timeout-ms N     end of head to end of body (408)         EDGEPIPE_BODY_TIMEOUT_MS   30000
   --linger-ms N           drain unread input after the last answer EDGEPIPE_LINGER_MS         2000
   --trusted-proxy CIDR    a front proxy (nginx, HAProxy) whose X-Forwarded-For / X-Real-IP
                           name the client; repeatable; IPv4 or IPv6, e.g. 127.0.0.2/32
                           or 10.0.0.0/8                   EDGEPIPE_TRUSTED_PROXIES (comma-separated)
+  --check                 only check the settings: exit 0, or 2 with the reason
   --incoming-cpu          only print the CPU that took standard input's packets as they
                           arrived (SO_INCOMING_CPU) and exit: 1 when it is not a socket
                           or the kernel does not know (pipelines/connection pins with it)
@@ -51,11 +55,13 @@ if options.flag("--incoming-cpu") {
     print(cpu)
     exit(0)
 }
+let checkOnly = options.flag("--check")
 var settings = DecoderSettings()
 settings.limits.maxRequestLine = options.int("--max-request-line", env: "EDGEPIPE_MAX_REQUEST_LINE", default: settings.limits.maxRequestLine)
 settings.limits.maxHeaderBytes = options.int("--max-header-bytes", env: "EDGEPIPE_MAX_HEADER_BYTES", default: settings.limits.maxHeaderBytes)
 settings.limits.maxHeaderCount = options.int("--max-headers", env: "EDGEPIPE_MAX_HEADERS", default: settings.limits.maxHeaderCount)
 settings.limits.maxBody = options.int("--max-body", env: "EDGEPIPE_MAX_BODY", default: settings.limits.maxBody)
+settings.firstByteTimeoutMs = options.int("--first-byte-timeout-ms", env: "EDGEPIPE_FIRST_BYTE_TIMEOUT_MS", default: settings.firstByteTimeoutMs)
 settings.idleTimeoutMs = options.int("--idle-timeout-ms", env: "EDGEPIPE_IDLE_TIMEOUT_MS", default: settings.idleTimeoutMs)
 settings.headerTimeoutMs = options.int("--header-timeout-ms", env: "EDGEPIPE_HEADER_TIMEOUT_MS", default: settings.headerTimeoutMs)
 settings.bodyTimeoutMs = options.int("--body-timeout-ms", env: "EDGEPIPE_BODY_TIMEOUT_MS", default: settings.bodyTimeoutMs)
@@ -69,5 +75,6 @@ do throws(CIDRError) {
 }
 if !options.rest().isEmpty { Log.fatal("no arguments expected (try --help)") }
 if let problem = settings.problem { Log.fatal(problem) }
+if checkOnly { exit(0) }
 
 exit(HTTPDecoder(settings: settings, remote: RemoteAddress.detect()).run())

@@ -9,6 +9,8 @@ struct InputError: Error, Equatable {
     let status: Int
     let code: String
     let message: String
+    /// A field the body holds twice: answered as that field's 422, not as a 400.
+    var field: String? = nil
 }
 
 enum FormInput {
@@ -42,6 +44,11 @@ enum FormInput {
     static func jsonFields(_ body: [UInt8]) throws(InputError) -> [String: String?] {
         let value: JSON
         do { value = try JSONReader.parse(body) } catch {
+            // A field sent twice is as ambiguous in JSON as in a form: the caller names it
+            // in a 422. A key repeated deeper down is just a bad body.
+            if let field = error.duplicateTopLevelKey {
+                throw InputError(status: 422, code: "invalid_field", message: "the \(field) is given twice", field: field)
+            }
             throw InputError(status: 400, code: "bad_request", message: "the body is not valid JSON: \(error.message)")
         }
         guard let object = value.object else {

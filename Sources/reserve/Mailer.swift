@@ -31,7 +31,6 @@ struct ConfirmationMail {
     var messageID: String
 
     var bytes: [UInt8] {
-        let hours = max(1, (expiresInSeconds + 3599) / 3600)
         let text = """
         From: \(from)
         To: \(to)
@@ -45,7 +44,7 @@ struct ConfirmationMail {
 
         Someone, probably you, asked to reserve the subdomain "\(subdomain)" for \(to).
 
-        To confirm the reservation, open this link within \(hours) hour\(hours == 1 ? "" : "s"):
+        To confirm the reservation, open this link within \(Self.lifetime(expiresInSeconds)):
 
         \(link)
 
@@ -54,6 +53,17 @@ struct ConfirmationMail {
 
         """
         return Array(text.utf8)
+    }
+
+    /// The link's lifetime in words, rounded down, never up: the mail must not promise
+    /// time the link does not have (5400 s is "1 hour 30 minutes", not "2 hours").
+    static func lifetime(_ seconds: Int) -> String {
+        func count(_ n: Int, _ unit: String) -> String { "\(n) \(unit)\(n == 1 ? "" : "s")" }
+        if seconds < 60 { return count(max(seconds, 0), "second") }
+        let minutes = seconds / 60
+        if minutes < 60 { return count(minutes, "minute") }
+        let (hours, rest) = (minutes / 60, minutes % 60)
+        return rest == 0 ? count(hours, "hour") : count(hours, "hour") + " " + count(rest, "minute")
     }
 
     /// Refuses a sender that could add a header or break the From line.

@@ -33,6 +33,9 @@ enum Outcome: Equatable {
     /// "subdomain" or "email".
     case taken(field: String)
     case confirmed
+    /// The name is already reserved for this very address: a second submit, or the
+    /// owner's second mail clicked after the first.
+    case alreadyYours
     case tokenUsed
     case tokenExpired
     case mailFailed(String)
@@ -81,15 +84,17 @@ final class Reservations {
         var subject = Subject(subdomain: rawSubdomain ?? nil, email: rawEmail ?? nil)
         let subdomain: String, email: String
         do throws(FieldError) {
-            subdomain = try SubdomainRule.check(try Self.field("subdomain", rawSubdomain))
+            subdomain = try SubdomainRule.check(trimmedLikeThePage(try Self.field("subdomain", rawSubdomain)))
             subject.subdomain = subdomain
-            email = try EmailRule.check(try Self.field("email", rawEmail))
+            email = try EmailRule.check(trimmedLikeThePage(try Self.field("email", rawEmail)))
             subject.email = email
         } catch {
             return (.invalid(error), subject)
         }
         if let rule = blocklist.match(subdomain) { return (.blocked(rule: rule), subject) }
-        if case .other = try holder(of: Self.subdomainKey(subdomain), token: nil) { return (.taken(field: "subdomain"), subject) }
+        if case .other = try holder(of: Self.subdomainKey(subdomain), token: nil) {
+            return (try isHeld(Self.subdomainKey(subdomain), by: email) ? .alreadyYours : .taken(field: "subdomain"), subject)
+        }
         if case .other = try holder(of: Self.emailKey(email), token: nil) { return (.taken(field: "email"), subject) }
 
         let raw = randomBytes(32)
@@ -175,8 +180,9 @@ final class Reservations {
         let subdomainKey = Self.subdomainKey(subdomain), emailKey = Self.emailKey(email)
 
         guard let subdomainEntry = try claim(subdomainKey, reservation, hash: hash, depth: depth) else {
+            // This token holds no key, so "conflict" releases nothing of the owner's.
             try finish(hash, "conflict")
-            return .taken(field: "subdomain")
+            return try isHeld(subdomainKey, by: email) ? .alreadyYours : .taken(field: "subdomain")
         }
         guard try claim(emailKey, reservation, hash: hash, depth: depth) != nil else {
             try release(subdomainKey, version: subdomainEntry.version, hash: hash)
@@ -205,6 +211,11 @@ final class Reservations {
                 return entry
             }
         }
+    }
+
+    /// Whether the reservation key `key` names `email` as its owner.
+    private func isHeld(_ key: String, by email: String) throws(KVError) -> Bool {
+        try store.get(key)?.value["email"]?.string == email
     }
 
     enum Holder {

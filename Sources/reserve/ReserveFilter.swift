@@ -75,6 +75,10 @@ struct ReserveFilter {
                 do throws(InputError) {
                     fields = try FormInput.fields(body: record.body, contentType: record.header("content-type"))
                 } catch {
+                    if let field = error.field {
+                        return answer(record, .invalid(FieldError(field: field, message: error.message)), Reservations.Subject(),
+                                      action: action.event)
+                    }
                     return record.errorResponse(status: error.status, error: error.code, message: error.message)
                 }
                 let (outcome, subject) = action == .submit
@@ -122,6 +126,12 @@ struct ReserveFilter {
             response = request.jsonResponse(status: 201, ["status": "confirmed",
                                                           "subdomain": subject.subdomain.map(JSON.string) ?? .null,
                                                           "email": subject.email.map(JSON.string) ?? .null])
+        case .alreadyYours:
+            name = "already_yours"
+            response = request.jsonResponse(status: 200, ["status": "already_yours",
+                                                          "message": "this name is already yours",
+                                                          "subdomain": subject.subdomain.map(JSON.string) ?? .null,
+                                                          "email": subject.email.map(JSON.string) ?? .null])
         case .tokenUsed:
             name = "token_used"
             response = request.errorResponse(status: 410, error: "token_used", message: "this confirmation link has already been used")
@@ -146,9 +156,15 @@ struct ReserveFilter {
         return response
     }
 
-    /// Refused input goes to the audit log too, but a few hundred bytes of it is enough.
-    static func clip(_ s: String) -> String {
-        s.utf8.count <= 254 ? s : String(decoding: Array(s.utf8.prefix(254)), as: UTF8.self)
+    /// Refused input goes to the audit log too, but a few hundred bytes of it is enough:
+    /// at most `limit` bytes, cut before a character that would not fit whole (a cut inside
+    /// one would decode as U+FFFD, three bytes, and push the field past the limit).
+    static func clip(_ s: String, limit: Int = 254) -> String {
+        let bytes = Array(s.utf8)
+        guard bytes.count > limit else { return s }
+        var end = limit
+        while end > 0 && bytes[end] & 0xC0 == 0x80 { end -= 1 }   // a continuation byte: mid-character
+        return String(decoding: bytes[..<end], as: UTF8.self)
     }
 
     func pageResponse(_ request: Record) -> Record {

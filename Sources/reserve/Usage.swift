@@ -10,9 +10,10 @@ enum Usage {
     annotation, these paths itself:
       reserve-page     GET /                          the HTML page (--page)
       reserve-submit   POST /v1/reservations          {subdomain, email}, JSON or form:
-                       202 verification_sent, 422 invalid_field, 403 blocked, 409 taken
-      reserve-confirm  POST /v1/reservations/confirm  {token}: 201 confirmed, 409 taken,
-                       410 token_used / token_expired, 403 blocked
+                       202 verification_sent, 200 already_yours, 422 invalid_field,
+                       403 blocked, 409 taken
+      reserve-confirm  POST /v1/reservations/confirm  {token}: 201 confirmed, 200 already_yours,
+                       409 taken, 410 token_used / token_expired, 403 blocked
       reserve-list     GET /v1/reservations?cursor=&limit=  administrators only
                        (annotations.auth.uid from verify-jwt): 200, 401, 403
     Every reservation event carries annotations.audit = {"kind":"reservation",...}.
@@ -31,7 +32,8 @@ enum Usage {
                              (env EDGEPIPE_RESERVE_OUTBOX; default $EDGEPIPE_DATA/reserve/outbox)
       --base-url URL         where the page is served; the mailed link is URL/?token=...
                              (env EDGEPIPE_RESERVE_BASE_URL; default http://localhost:8080)
-      --mail-from ADDR       the From header (env EDGEPIPE_RESERVE_MAIL_FROM)
+      --mail-from ADDR       the From header (env EDGEPIPE_RESERVE_MAIL_FROM; default
+                             noreply@localhost, which real mail relays reject)
       --token-ttl SECONDS    how long a link works (env EDGEPIPE_RESERVE_TOKEN_TTL; 86400)
       --grace SECONDS        when a half-done confirmation counts as crashed and others
                              finish it (env EDGEPIPE_RESERVE_GRACE; 30)

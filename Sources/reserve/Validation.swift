@@ -32,8 +32,12 @@ enum SubdomainRule {
             guard name.hasPrefix("xn--") else {
                 throw FieldError(field: "subdomain", message: "hyphens in the third and fourth places are reserved for internationalised names (xn--)")
             }
-            guard Punycode.isValidACELabel(name) else {
+            guard Punycode.isValidACELabel(name), let scalars = Punycode.decode(String(name.dropFirst(4))) else {
                 throw FieldError(field: "subdomain", message: "the subdomain starts with xn-- but is not valid Punycode")
+            }
+            if let scripts = Script.mixed(scalars) {
+                let names = scripts.map(\.rawValue).joined(separator: " and ")
+                throw FieldError(field: "subdomain", message: "the subdomain mixes \(names) letters, as look-alikes of other names do")
             }
         }
         return name
@@ -103,6 +107,16 @@ enum EmailRule {
         if SubdomainRule.isLDH(b) || (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(b) { return true }
         return Array("!#$%&'*+/=?^_`{|}~".utf8).contains(b)
     }
+}
+
+/// Leading and trailing white space removed, as the page's script does (JavaScript's
+/// trim(): Unicode White_Space and U+FEFF), so the API takes what the page would send.
+func trimmedLikeThePage(_ s: String) -> String {
+    func blank(_ c: Unicode.Scalar) -> Bool { c.properties.isWhitespace || c.value == 0xFEFF }
+    let scalars = s.unicodeScalars
+    guard let first = scalars.firstIndex(where: { !blank($0) }) else { return "" }
+    let last = scalars.lastIndex(where: { !blank($0) })!
+    return String(scalars[first...last])
 }
 
 /// ASCII lower-casing only: Unicode case mapping could turn a refused character into an

@@ -183,3 +183,12 @@ func postJSON(_ path: String, _ body: String, id: String = "1", annotations: JSO
 func bodyJSON(_ r: Record) -> JSON? { try? JSONReader.parse(r.body) }
 
 func rec(_ json: JSON) -> Record { Record(json.object!) }
+
+extension ReserveFilter {
+    /// The record after this filter handled it.
+    func handled(_ r: Record) -> Record {
+        var r = r
+        handle(&r)
+        return r
+    }
+}

@@ -534,3 +534,29 @@ def test_upgrade_by_switching_a_symlink_keeps_old_pipelines_and_starts_new_ones(
         assert os.path.exists(f"/proc/{old.split()[1]}")
     finally:
         f.stop()
+
+
+def test_front_absorbs_a_flood_of_silent_connections_without_starting_pipelines(front, recording):
+    # Issue 19 §6: the proxy holds a client connection in its event loop for almost nothing
+    # and opens an upstream connection (a pipeline) only for a complete request head, so
+    # 1000 connections that send nothing neither start pipelines nor delay anyone; the
+    # proxy drops them at its header timeout (nginx client_header_timeout, HAProxy
+    # timeout http-request: 10 s).
+    silent = []
+    try:
+        for _ in range(1000):
+            silent.append(socket.create_connection(("127.0.0.1", front.port), timeout=5))
+        start = time.monotonic()
+        status, body = get(front, "/healthz")
+        assert (status, json.loads(body)) == (200, {"status": "ok"})
+        assert time.monotonic() - start < 2
+        assert len(recording.start_pids()) <= 2, "the silent connections started pipelines"
+        probe = silent[0]
+        probe.settimeout(20)
+        start = time.monotonic()
+        while probe.recv(4096):   # nginx closes silently, HAProxy may answer 408 first
+            pass
+        assert time.monotonic() - start < 15
+    finally:
+        for s in silent:
+            s.close()

@@ -234,3 +234,124 @@ def test_help_and_bad_usage():
         assert word in proc.stdout
     assert subprocess.run([binary("http-decode"), "--bogus"], capture_output=True).returncode == 2
     assert subprocess.run([binary("http-decode"), "--max-body", "0"], capture_output=True).returncode == 2
+
+
+# ---------------------------------------------------------------------------------------
+# A connection that never starts a request (issue 19 §6): its own, short limit.
+
+
+def test_a_connection_that_sends_nothing_is_closed_after_the_first_byte_timeout():
+    d = SocketDecoder(env={"EDGEPIPE_FIRST_BYTE_TIMEOUT_MS": "300"})
+    try:
+        start = time.monotonic()
+        assert d.records() == []
+        assert time.monotonic() - start < 2
+        assert d.proc.returncode == 0
+    finally:
+        d.close()
+
+
+def test_the_first_byte_timeout_is_an_option_too():
+    d = SocketDecoder("--first-byte-timeout-ms", "300", env={"EDGEPIPE_FIRST_BYTE_TIMEOUT_MS": "60000"})
+    try:
+        start = time.monotonic()
+        assert d.records() == []
+        assert time.monotonic() - start < 2
+    finally:
+        d.close()
+
+
+def test_line_breaks_before_a_request_are_a_started_head_with_its_own_timeout():
+    # RFC 9112 §2.2 lets a client send empty lines before a request: they are bytes, so
+    # the head's timeout (408) applies, not the first-byte one.
+    d = SocketDecoder(env={"EDGEPIPE_FIRST_BYTE_TIMEOUT_MS": "200", "EDGEPIPE_HEADER_TIMEOUT_MS": "1000",
+                           "EDGEPIPE_LINGER_MS": "0"})
+    try:
+        start = time.monotonic()
+        d.ours.sendall(b"\r\n")
+        [r] = d.records()
+        assert r["status"] == 408
+        assert 0.9 <= time.monotonic() - start < 3
+    finally:
+        d.close()
+
+
+def test_a_keep_alive_connection_between_requests_keeps_the_idle_timeout():
+    d = SocketDecoder(env={"EDGEPIPE_FIRST_BYTE_TIMEOUT_MS": "200", "EDGEPIPE_IDLE_TIMEOUT_MS": "1500"})
+    try:
+        d.ours.sendall(GET)
+        time.sleep(0.8)   # past the first-byte limit, within the idle one
+        d.ours.sendall(GET)
+        recs = d.records()
+        assert [r["id"] for r in recs] == ["1", "2"]
+    finally:
+        d.close()
+
+
+def test_a_started_request_gets_the_header_timeout_not_the_first_byte_one():
+    d = SocketDecoder(env={"EDGEPIPE_FIRST_BYTE_TIMEOUT_MS": "200", "EDGEPIPE_HEADER_TIMEOUT_MS": "1500",
+                           "EDGEPIPE_LINGER_MS": "0"})
+    try:
+        d.ours.sendall(b"GET / HTTP/1.1\r\n")
+        time.sleep(0.6)
+        d.ours.sendall(b"Host: h\r\n\r\n")
+        d.ours.shutdown(socket.SHUT_WR)
+        [r] = d.records()
+        assert "status" not in r and r["path"] == "/"
+    finally:
+        d.close()
+
+
+def test_the_first_byte_timeout_defaults_to_a_few_seconds_and_must_be_positive():
+    help_text = subprocess.run([binary("http-decode"), "--help"], capture_output=True, text=True).stdout
+    assert "--first-byte-timeout-ms" in help_text and "EDGEPIPE_FIRST_BYTE_TIMEOUT_MS" in help_text
+    d = SocketDecoder()
+    try:
+        start = time.monotonic()
+        assert d.records(timeout=15) == []
+        assert 2 <= time.monotonic() - start < 10
+    finally:
+        d.close()
+    bad = subprocess.run([binary("http-decode"), "--first-byte-timeout-ms", "0"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "--first-byte-timeout-ms" in bad.stderr
+
+
+# ---------------------------------------------------------------------------------------
+# Every accepted body fits in a record (issue 19 §7): JSON escaping costs up to six bytes
+# a byte, base64 four for three, and a record is at most 16 MiB.
+
+RECORD_MAX = 16 << 20
+
+
+def largest_max_body():
+    """The largest --max-body http-decode accepts with its default limits."""
+    low, high = 1, RECORD_MAX
+    while low < high:
+        mid = (low + high + 1) // 2
+        ok = subprocess.run([binary("http-decode"), "--max-body", str(mid)], input=b"", capture_output=True).returncode == 0
+        low, high = (mid, high) if ok else (low, mid - 1)
+    return low
+
+
+def test_a_max_body_that_cannot_fit_in_a_record_is_refused_with_one_line():
+    proc = subprocess.run([binary("http-decode"), "--max-body", str(12 << 20)], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert len(proc.stderr.strip().splitlines()) == 1 and "--max-body" in proc.stderr
+    env_proc = subprocess.run([binary("http-decode")], capture_output=True, text=True,
+                              env={**os.environ, "EDGEPIPE_MAX_BODY": str(12 << 20)})
+    assert env_proc.returncode == 2
+
+
+@pytest.mark.parametrize("fill", [b"\x01", b'"', b"\\", b"\xff", b"\x1f\xc3\xa9"], ids=["control", "quote", "backslash", "not-utf8", "mixed"])
+def test_the_worst_body_at_the_largest_limit_fits_in_one_record(fill):
+    limit = largest_max_body()
+    assert limit >= 11 << 20   # the documented "about 11 MiB"
+    body = (fill * (limit // len(fill) + 1))[:limit]
+    data = b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+    proc = subprocess.run([binary("http-decode"), "--max-body", str(limit)], input=data, capture_output=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    [line] = proc.stdout.splitlines()
+    assert len(line) + 1 <= RECORD_MAX
+    record = json.loads(line)
+    got = record["body"].encode() if "body" in record else base64.b64decode(record["body_base64"])
+    assert got == body

@@ -429,3 +429,83 @@ def test_reservation_events_reach_the_audit_log(svc):
     ]
     verify = subprocess.run([binary("audit"), "verify", str(svc.data / "audit" / "audit.log")], capture_output=True, text=True)
     assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+# ---------------------------------------------------------------------------------------
+# Issue 19 §8: the service keeps its promises, through pipelines/reserve with curl.
+
+
+def test_launcher_flags_set_the_link_lifetime_and_sender_and_the_mail_never_over_promises(tmp_path):
+    s = ReserveService(tmp_path, args=("--token-ttl", "5400", "--mail-from", "Reservations <hello@reserve.example>"))
+    try:
+        assert s.submit("ninety", "ann@example.com")[0] == 202
+        [mail] = s.outbox()
+        assert mail.startswith("From: Reservations <hello@reserve.example>\n")
+        assert "within 1 hour 30 minutes:" in mail
+        assert "2 hours" not in mail
+    finally:
+        s.stop()
+
+
+def test_launcher_help_names_the_flags_and_warns_about_localhost_senders():
+    proc = subprocess.run([str(PIPELINES / "reserve"), "--help"], capture_output=True, text=True, timeout=10)
+    assert proc.returncode == 0
+    assert "--token-ttl" in proc.stdout and "--mail-from" in proc.stdout
+    assert "noreply@localhost" in proc.stdout
+
+
+def test_launcher_refuses_a_bad_lifetime_at_start(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EDGEPIPE_")}
+    env.update({"EDGEPIPE_PORT": str(free_port()), "EDGEPIPE_DATA": str(tmp_path / "d"), "EDGEPIPE_BIN": str(BIN)})
+    proc = subprocess.run([str(PIPELINES / "reserve"), "--token-ttl", "soon"], env=env, capture_output=True, text=True,
+                          timeout=30)
+    assert proc.returncode == 2
+    assert "--token-ttl" in proc.stderr
+
+
+def test_an_owner_submitting_again_or_clicking_a_second_mail_is_told_the_name_is_theirs(svc):
+    assert svc.submit("mine", "ann@example.com")[0] == 202
+    first = svc.token_for("ann@example.com")
+    assert svc.submit("mine", "ann@example.com")[0] == 202   # a double submit before confirming
+    second = svc.token_for("ann@example.com")
+    assert first != second
+    assert svc.confirm(first)[0] == 201
+    status, body, _ = svc.confirm(second)
+    assert (status, body["status"], body["message"]) == (200, "already_yours", "this name is already yours")
+    status, body, _ = svc.submit("mine", "Ann@Example.com")
+    assert (status, body["status"]) == (200, "already_yours")
+    status, body, _ = svc.submit("mine", "bob@example.com")
+    assert (status, body["error"]) == (409, "taken")
+    outcomes = [e["outcome"] for e in svc.audit_entries() if e.get("kind") == "reservation"]
+    assert outcomes.count("already_yours") == 2
+
+
+def test_spaces_around_the_fields_are_trimmed_as_the_page_does(svc):
+    status, body, _ = svc.submit("  spaced-out ", " ann@example.com\t")
+    assert (status, body) == (202, {"status": "verification_sent"})
+    assert "\nTo: ann@example.com\n" in svc.outbox()[-1]
+    assert "reservation of spaced-out\n" in svc.outbox()[-1]
+
+
+def test_a_look_alike_of_a_blocked_name_is_refused(svc):
+    status, body, _ = svc.submit("xn--pypal-4ve", "ann@example.com")
+    assert (status, body["error"], body["field"]) == (422, "invalid_field", "subdomain")
+    assert "Latin and Cyrillic" in body["message"]
+    assert svc.submit("paypal-login", "ann@example.com")[0] == 403
+    assert svc.outbox() == []
+
+
+def test_a_json_field_sent_twice_is_a_422_naming_it(svc):
+    status, body, _ = svc.curl("-X", "POST", svc.url + "/v1/reservations", "-H", "content-type: application/json",
+                               "-d", '{"subdomain":"a-site","email":"a@example.com","email":"b@example.com"}')
+    assert (status, body["error"], body["field"]) == (422, "invalid_field", "email")
+    assert svc.outbox() == []
+
+
+def test_refused_input_is_audited_clipped_on_a_character_boundary(svc):
+    name = "€" * 100   # 300 bytes: a cut at 254 would fall inside the 85th character
+    status, _, _ = svc.submit(name, "ann@example.com")
+    assert status == 422
+    [entry] = [e for e in svc.audit_entries() if e.get("kind") == "reservation"]
+    assert entry["subdomain"] == "€" * 84
+    assert len(entry["subdomain"].encode()) <= 254

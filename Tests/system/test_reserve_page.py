@@ -248,3 +248,17 @@ def test_visitor_sees_invalid_blocked_used_and_expired_messages(browser, svc):
     browser.open(svc.url + "/?token=" + "A" * 43)
     assert "expired" in browser.outcome("expired")
     browser.screenshot("expired")
+
+
+def test_an_owner_clicking_their_second_mail_or_asking_again_sees_the_name_is_theirs(browser, svc):
+    # Issue 19 §8: not "already reserved — try another name".
+    for _ in range(2):
+        reserve_in_page(browser, svc, "  owned-site ", "owner@example.com")
+        browser.outcome("sent")
+    first, second = [re.search(r"^(http://\S+/\?token=[A-Za-z0-9_-]+)$", m, re.M).group(1) for m in svc.outbox()]
+    browser.open(first)
+    browser.outcome("confirmed")
+    browser.open(second)
+    assert browser.outcome("yours") == "Good news: owned-site is already yours, reserved for owner@example.com."
+    reserve_in_page(browser, svc, "owned-site", "owner@example.com")
+    assert browser.outcome("yours") == "Good news: owned-site is already yours, reserved for owner@example.com."

@@ -1,14 +1,17 @@
 """The service as the README presents it: pipelines/serve on a loopback port, driven
 with curl and Python's http.client, tokens from `sign-jwt dev`, webhooks signed by
 Stripe's own Python library."""
+import hashlib
+import hmac
 import http.client
 import json
+import socket
 import subprocess
 import time
 
 import stripe
 
-from conftest import Service, binary
+from conftest import Service, binary, stop_group
 
 
 def curl(*args):
@@ -139,3 +142,89 @@ def test_a_missing_webhook_secret_answers_webhooks_503_and_leaves_other_routes_a
     assert json.loads(answered["body"])["error"] == "webhook_not_configured"
     assert passed == read
     assert "cannot read secrets file" in stderr
+
+
+# ---------------------------------------------------------------------------------------
+# Issue 19 §6: connections that open and send nothing must not lock everyone out. The
+# launcher runs at most 256 pipelines (EDGEPIPE_MAX_CONNECTIONS); each silent one now
+# ends after http-decode's first-byte timeout, not the 60 s idle timeout.
+
+
+def test_256_silent_connections_do_not_keep_healthz_from_answering(tmp_path):
+    svc = Service(tmp_path)
+    silent = []
+    try:
+        for _ in range(256):
+            silent.append(socket.create_connection(("127.0.0.1", svc.port), timeout=5))
+        time.sleep(1)   # the launcher has handed them all to pipelines: every slot is taken
+        start = time.monotonic()
+        status, body = curl("--max-time", "18", f"{svc.url}/healthz")
+        waited = time.monotonic() - start
+        assert (status, body) == (200, '{"status":"ok"}')
+        assert waited < 15, f"/healthz waited {waited:.1f} s"
+        # The silent connections were closed by the service, without a response.
+        for s in silent[:16]:
+            s.settimeout(10)
+            assert s.recv(1) == b""
+    finally:
+        for s in silent:
+            s.close()
+        svc.stop()
+
+
+# ---------------------------------------------------------------------------------------
+# Issue 19 §7: every body http-decode accepts fits in a record, whatever its bytes. A
+# signed webhook that is not JSON reaches apply-webhook intact (its signature holds over
+# the exact bytes) and is refused there as invalid_payload: it is not lost on the way
+# as "record too long".
+
+
+def post_signed(svc, body, timeout=120):
+    secret = webhook_secret(svc)
+    t = int(time.time())
+    sig = hmac.new(secret.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
+    conn = http.client.HTTPConnection("127.0.0.1", svc.port, timeout=timeout)
+    try:
+        conn.request("POST", "/v1/webhooks/stripe", body=body,
+                     headers={"Stripe-Signature": f"t={t},v1={sig}", "Content-Type": "application/json"})
+        resp = conn.getresponse()
+        return resp.status, json.loads(resp.read())
+    finally:
+        conn.close()
+
+
+def test_three_million_control_bytes_under_a_four_million_limit_reach_the_webhook_intact(tmp_path):
+    svc = Service(tmp_path, env={"EDGEPIPE_MAX_BODY": "4000000"})
+    try:
+        status, body = post_signed(svc, b"\x01" * 3_000_000)
+        assert status == 400 and body["error"] == "invalid_payload", body
+    finally:
+        svc.stop()
+
+
+def test_the_worst_bodies_at_the_largest_accepted_limit_reach_the_webhook_intact(tmp_path):
+    limit = 11 << 20
+    svc = Service(tmp_path, env={"EDGEPIPE_MAX_BODY": str(limit)})
+    try:
+        for fill in (b"\x01", b'"', b"\xff"):
+            status, body = post_signed(svc, fill * limit)
+            assert status == 400 and body["error"] == "invalid_payload", (fill, body)
+        status, body = post_signed(svc, b"\x01" * (limit + 1))
+        assert status == 413
+    finally:
+        svc.stop()
+
+
+def test_serve_refuses_a_body_limit_that_cannot_fit_in_a_record_at_start(tmp_path):
+    import os
+    from conftest import BIN, PIPELINES, free_port
+    env = {**os.environ, "EDGEPIPE_PORT": str(free_port()), "EDGEPIPE_DATA": str(tmp_path / "data"),
+           "EDGEPIPE_BIN": str(BIN), "EDGEPIPE_MAX_BODY": str(12 << 20)}
+    proc = subprocess.Popen([str(PIPELINES / "serve")], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=30)
+        assert proc.returncode == 2
+        assert "--max-body" in out.decode()
+    finally:
+        stop_group(proc)

@@ -179,6 +179,9 @@ struct JSONRaw: Sendable {
 public struct JSONError: Error, Equatable, CustomStringConvertible, Sendable {
     public let message: String
     public let offset: Int
+    /// The key, when the error is a key repeated in the top-level object: a service can
+    /// then name the field sent twice.
+    public var duplicateTopLevelKey: String?
     public init(_ message: String, at offset: Int) { self.message = message; self.offset = offset }
     public var description: String { "\(message) at byte \(offset)" }
 }
@@ -333,7 +336,7 @@ public struct JSONReader {
     /// Reads one key and refuses it when the object (whose keys start at `first` in
     /// `keys`) already has it. Duplicate keys are refused: two filters reading different
     /// copies of "id" or "status" is exactly the kind of confusion an attacker wants.
-    private mutating func readKey(objectKeysFrom first: Int) throws(JSONError) -> StringScan {
+    private mutating func readKey(objectKeysFrom first: Int, topLevel: Bool = false) throws(JSONError) -> StringScan {
         guard position < count, base[position] == UInt8(ascii: "\"") else { throw fail("expected a string key") }
         let keyStart = position
         let scan = try scanString()
@@ -341,7 +344,9 @@ public struct JSONReader {
         var i = first
         while i < keys.count {
             if sameKey(keys[i], span) {
-                throw JSONError("duplicate key \"\(makeString(scan))\"", at: keyStart)
+                var error = JSONError("duplicate key \"\(makeString(scan))\"", at: keyStart)
+                if topLevel { error.duplicateTopLevelKey = makeString(scan) }
+                throw error
             }
             i += 1
         }
@@ -371,7 +376,7 @@ public struct JSONReader {
         let first = keys.count
         while true {
             skipWhitespace()
-            let key = makeString(try readKey(objectKeysFrom: first))
+            let key = makeString(try readKey(objectKeysFrom: first, topLevel: depth == 1))
             skipWhitespace()
             guard position < count, base[position] == UInt8(ascii: ":") else { throw fail("expected ':'") }
             position += 1
@@ -422,7 +427,7 @@ public struct JSONReader {
         members.reserveCapacity(12)
         while true {
             skipWhitespace()
-            let key = recordKey(try readKey(objectKeysFrom: 0))
+            let key = recordKey(try readKey(objectKeysFrom: 0, topLevel: true))
             skipWhitespace()
             guard position < count, base[position] == UInt8(ascii: ":") else { throw fail("expected ':'") }
             position += 1
@@ -877,6 +882,24 @@ extension JSON {
         return found & ~x & high
     }
 
+    /// The index of the first byte from `i` on that a JSON string must escape, or `n`.
+    @inline(__always) static func nextEscape(_ base: UnsafePointer<UInt8>, from i: Int, count n: Int) -> Int {
+        var i = i
+        while i < n {
+            if i &+ 8 <= n {
+                let mask = escapeMask(UnsafeRawPointer(base + i).loadUnaligned(as: UInt64.self))
+                if mask == 0 { i &+= 8; continue }
+                return i &+ mask.trailingZeroBitCount >> 3
+            }
+            // The last 1-7 bytes (most keys): padded with 'A', which is never flagged.
+            var word: UInt64 = 0x4141_4141_4141_4141
+            withUnsafeMutableBytes(of: &word) { $0.baseAddress!.copyMemory(from: base + i, byteCount: n - i) }
+            let mask = escapeMask(word)
+            return mask == 0 ? n : i &+ mask.trailingZeroBitCount >> 3
+        }
+        return n
+    }
+
     /// Writes a JSON string literal. Control characters are escaped, so a value can never
     /// break the one-record-per-line framing (or forge a log line).
     public static func writeString(_ s: String, to out: inout [UInt8]) {
@@ -893,19 +916,9 @@ extension JSON {
             let n = bytes.count
             var runStart = 0
             var i = 0
-            while i < n {
-                if i &+ 8 <= n {
-                    let mask = escapeMask(UnsafeRawPointer(base + i).loadUnaligned(as: UInt64.self))
-                    if mask == 0 { i &+= 8; continue }
-                    i &+= mask.trailingZeroBitCount >> 3
-                } else {
-                    // The last 1-7 bytes (most keys): padded with 'A', which is never flagged.
-                    var word: UInt64 = 0x4141_4141_4141_4141
-                    withUnsafeMutableBytes(of: &word) { $0.baseAddress!.copyMemory(from: base + i, byteCount: n - i) }
-                    let mask = escapeMask(word)
-                    if mask == 0 { break }
-                    i &+= mask.trailingZeroBitCount >> 3
-                }
+            while true {
+                i = nextEscape(base, from: i, count: n)
+                if i == n { break }
                 let b = base[i]
                 if runStart < i { out.append(base + runStart, count: i - runStart) }
                 i &+= 1

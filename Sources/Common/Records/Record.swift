@@ -142,7 +142,8 @@ public struct Record: Equatable, Sendable {
         object["headers"] = .array(list)
     }
 
-    // MARK: Body: exact bytes, as "body" (UTF-8) or "body_base64".
+    // MARK: Body: exact bytes, as "body" (UTF-8) or "body_base64" (anything else, and
+    // large bodies whose escaping would cost more than base64: BodyEncoding).
 
     public var body: [UInt8] {
         get {
@@ -155,7 +156,7 @@ public struct Record: Equatable, Sendable {
             object["body_base64"] = nil
             if newValue.isEmpty {
                 object["body"] = .string("")
-            } else if let s = validUTF8String(newValue) {
+            } else if !BodyEncoding.prefersBase64(newValue), let s = validUTF8String(newValue) {
                 object["body"] = .string(s)
             } else {
                 object["body_base64"] = .string(Base64.encode(newValue))
