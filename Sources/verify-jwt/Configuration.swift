@@ -75,6 +75,12 @@ struct Configuration {
             }
             gate.claimHeaders.append((String(parts[0]), header))
         }
+        // An empty name (EDGEPIPE_JWT_AUTH_ROUTE=) turns the auth route off.
+        let authRoute = text("--auth-route", "EDGEPIPE_JWT_AUTH_ROUTE") ?? "auth"
+        gate.authRoute = authRoute.isEmpty ? nil : authRoute
+        if let authRoute = gate.authRoute, gate.publicRoutes.contains(authRoute) {
+            throw Invalid("the auth route '\(authRoute)' cannot also be a --public-route")
+        }
         gate.auditFailures = flag("--audit-failures", "EDGEPIPE_JWT_AUDIT_FAILURES")
         gate.insecureNoVerify = flag("--insecure-no-verify", "EDGEPIPE_JWT_INSECURE_NO_VERIFY")
         gate.retryAfter = max(store.cooldown, 1)
