@@ -75,9 +75,10 @@ struct Configuration {
             }
             gate.claimHeaders.append((String(parts[0]), header))
         }
-        // An empty name (EDGEPIPE_JWT_AUTH_ROUTE=) turns the auth route off.
+        // '-' (never a route name) or an empty flag turns the auth route off; an empty
+        // variable counts as unset, as everywhere.
         let authRoute = text("--auth-route", "EDGEPIPE_JWT_AUTH_ROUTE") ?? "auth"
-        gate.authRoute = authRoute.isEmpty ? nil : authRoute
+        gate.authRoute = authRoute.isEmpty || authRoute == "-" ? nil : authRoute
         if let authRoute = gate.authRoute, gate.publicRoutes.contains(authRoute) {
             throw Invalid("the auth route '\(authRoute)' cannot also be a --public-route")
         }

@@ -41,7 +41,7 @@ Routes and headers:
   --public-route NAME     a route name that needs no token, repeatable
   --public-prefix PATH    a path prefix that needs no token, repeatable
   --claim-header C=H      forward claim C as header H on success, repeatable
-  --auth-route NAME       the route answered for forward-auth proxies (default auth; '' for none)
+  --auth-route NAME       the route answered for forward-auth proxies (default auth; - for none)
   --audit-failures        add annotations.audit {"kind":"auth","outcome":"rejected",...} to rejections
 Key cache (fetched sets only):
   --jwks-cache DIR        shared cache directory (default $EDGEPIPE_DATA/jwks)

@@ -113,12 +113,13 @@ extension GateTests {
 }
 
 extension ConfigurationTests {
-    func testAuthRouteIsNamedByFlagOrEnvironmentAndAnEmptyNameTurnsItOff() throws {
+    func testAuthRouteIsNamedByFlagOrEnvironmentAndADashTurnsItOff() throws {
         let base = ["--jwks-file", "/k", "--issuer", "i", "--audience", "a"]
         XCTAssertEqual(try parse(base).get().gate.authRoute, "auth")
         XCTAssertEqual(try parse(base + ["--auth-route", "check"]).get().gate.authRoute, "check")
         XCTAssertEqual(try parse(base, env: ["EDGEPIPE_JWT_AUTH_ROUTE": "check"]).get().gate.authRoute, "check")
-        XCTAssertNil(try parse(base, env: ["EDGEPIPE_JWT_AUTH_ROUTE": ""]).get().gate.authRoute)
+        XCTAssertNil(try parse(base, env: ["EDGEPIPE_JWT_AUTH_ROUTE": "-"]).get().gate.authRoute)
+        XCTAssertNil(try parse(base + ["--auth-route", "-"]).get().gate.authRoute)
         XCTAssertNil(try parse(base + ["--auth-route", ""]).get().gate.authRoute)
     }
 
