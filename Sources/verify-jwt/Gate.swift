@@ -267,7 +267,7 @@ final class Gate {
     /// proxies copy it from, and in a small body. no-store: a cached 200 would outlive
     /// the token's exp. Every claim header is present, empty when the token lacks the
     /// claim: a proxy copying a header the answer lacks may leave the client's value in
-    /// place, or (Caddy before 2.10) its own placeholder text.
+    /// place, or its own placeholder text (Caddy 2.6).
     private func authorize(_ record: inout Record, _ admitted: (subject: String, headers: [Header])) {
         var headers = [Header("cache-control", "no-store"), Header(Self.uidHeader, admitted.subject)]
         for (_, name) in settings.claimHeaders {

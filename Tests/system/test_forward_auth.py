@@ -281,20 +281,23 @@ def test_client_sent_identity_headers_never_reach_the_backend(front, backend, si
 
 
 def test_one_client_connection_mixes_accepted_and_refused_requests(front, backend, signing_key):
-    """Refusals are answered on the same keep-alive connection; each request gets its own answer."""
+    """Refusals are answered on the same keep-alive connection, refused bodies included;
+    each request gets its own answer."""
     good, expired = token(signing_key, sub="kept"), token(signing_key, exp=int(time.time()) - 3600)
     conn = front.connection()
     try:
         statuses = []
         for i in range(12):
             headers = [{"Authorization": f"Bearer {good}"}, {"Authorization": f"Bearer {expired}"}, {}][i % 3]
-            status, _, body = exchange(conn, "GET", f"/item/{i}", headers)
+            method, body = ("POST", b"b" * 5000 + str(i).encode()) if i % 2 else ("GET", None)
+            status, _, answer = exchange(conn, method, f"/item/{i}", headers, body)
             statuses.append(status)
-            json.loads(body)
+            json.loads(answer)
     finally:
         conn.close()
     assert statuses == [200, 401, 401] * 4
-    assert [s["target"] for s in backend.requests()] == [f"/item/{i}" for i in range(0, 12, 3)]
+    assert [(s["method"], s["target"], len(s["body"])) for s in backend.requests()] == [
+        ("GET", "/item/0", 0), ("POST", "/item/3", 5001), ("GET", "/item/6", 0), ("POST", "/item/9", 5001)]
     assert {values(s["headers"], "x-authenticated-uid")[0] for s in backend.requests()} == {"kept"}
 
 
