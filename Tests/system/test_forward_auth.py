@@ -26,8 +26,8 @@ CLAIM_HEADERS = "email=x-authenticated-email"
 
 
 class RecordingBackend:
-    """The application behind the proxy: answers 200 with what it received and keeps a
-    copy of every request (method, target, headers in order, body)."""
+    """The application behind the proxy: answers {"backend": "yes"} (200, or NNN on
+    /status/NNN) and keeps a copy of every request (method, target, headers in order, body)."""
 
     def __init__(self):
         self.received = []
@@ -44,8 +44,10 @@ class RecordingBackend:
                         "body": self.rfile.read(length).decode(errors="replace")}
                 with backend.lock:
                     backend.received.append(seen)
+                # /status/NNN answers NNN: the application's own errors.
+                status = int(self.path.split("/")[2]) if self.path.startswith("/status/") else 200
                 out = json.dumps({"backend": "yes"}).encode()
-                self.send_response(200)
+                self.send_response(status)
                 self.send_header("content-type", "application/json")
                 self.send_header("content-length", str(len(out)))
                 self.end_headers()
@@ -215,6 +217,16 @@ def test_head_and_options_with_a_valid_token_reach_the_backend(front, backend, s
     assert [s["method"] for s in backend.requests()] == ["HEAD", "OPTIONS"]
     for s in backend.requests():
         assert_no_token_and_only_the_verified_identity(s, "user-7", "u7@example.com")
+
+
+def test_the_applications_own_401_and_500_reach_the_client_as_they_are(front, backend, signing_key):
+    """The recipe's handling of edgepipe's refusals never catches the application's answers."""
+    good = token(signing_key)
+    for status in (401, 500, 503):
+        got, headers, body = send(front, "GET", f"/status/{status}", {"Authorization": f"Bearer {good}"})
+        assert (got, json.loads(body)) == (status, {"backend": "yes"})
+        assert values(headers, "www-authenticate") == []
+    assert [s["target"] for s in backend.requests()] == ["/status/401", "/status/500", "/status/503"]
 
 
 def test_a_claim_the_token_lacks_reaches_the_backend_empty_or_not_at_all(front, backend, signing_key):
