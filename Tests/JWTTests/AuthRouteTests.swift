@@ -1,5 +1,6 @@
 import XCTest
-@testable import Common
+@testable import Records
+@testable import JWT
 @testable import verify_jwt
 
 /// The auth route (forward-auth): the gate's own decision, answered instead of passed on.
