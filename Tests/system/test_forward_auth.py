@@ -314,6 +314,21 @@ def test_one_client_connection_mixes_accepted_and_refused_requests(front, backen
 
 
 @pytest.mark.parametrize("proxy", ["nginx", "caddy"])
+def test_no_signing_keys_is_edgepipes_own_503_with_its_body(tmp_path, proxy, backend, signing_key):
+    """nginx turns any auth answer but 2xx, 401 and 403 into a bare 500; the recipe still
+    hands the client edgepipe's answer."""
+    front = ForwardAuth(tmp_path, proxy, backend.port, tmp_path / "no-such-jwks.json")
+    try:
+        status, headers, body = send(front, "GET", "/orders", {"Authorization": f"Bearer {token(signing_key)}"})
+    finally:
+        front.stop()
+    assert status == 503, body
+    assert json.loads(body)["error"] == "keys_unavailable"
+    assert values(headers, "retry-after") != []
+    assert backend.requests() == []
+
+
+@pytest.mark.parametrize("proxy", ["nginx", "caddy"])
 def test_edgepipe_down_is_a_json_502_and_the_backend_is_never_called(tmp_path, proxy, backend, jwks_file, signing_key):
     front = ForwardAuth(tmp_path, proxy, backend.port, jwks_file, service=False, auth_port=free_port())
     try:
