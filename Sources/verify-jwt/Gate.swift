@@ -264,16 +264,18 @@ final class Gate {
     static let identityHeadersReason = "identity headers (x-authenticated-*, claim headers) are set by the gateway, not by clients"
 
     /// The auth route's 200: the identity in the response headers, where forward-auth
-    /// proxies copy it from, and in a small body. no-store: a cached 200 would outlive
-    /// the token's exp. Every claim header is present, empty when the token lacks the
-    /// claim: a proxy copying a header the answer lacks may leave the client's value in
-    /// place, or its own placeholder text (Caddy 2.6).
+    /// proxies copy it from. No body: Caddy drops a 200's body unread, and Go then closes
+    /// the connection, so every request would start a pipeline (12.5 instead of 1.6 ms a
+    /// request). no-store: a cached 200 would outlive the token's exp. Every claim header
+    /// is present, empty when the token lacks the claim: a proxy copying a header the
+    /// answer lacks may leave the client's value in place, or its own placeholder text
+    /// (Caddy 2.6).
     private func authorize(_ record: inout Record, _ admitted: (subject: String, headers: [Header])) {
         var headers = [Header("cache-control", "no-store"), Header(Self.uidHeader, admitted.subject)]
         for (_, name) in settings.claimHeaders {
             headers.append(Header(name, admitted.headers.first { $0.name == name }?.value ?? ""))
         }
-        record = record.jsonResponse(.object(JSONObject([("uid", .string(admitted.subject))])), headers: headers)
+        record = record.response(status: 200, headers: headers)
         record.setAnnotation(AnnotationKey.auth, .object(JSONObject([("uid", .string(admitted.subject))])))
     }
 

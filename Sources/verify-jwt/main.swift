@@ -20,7 +20,7 @@ client sent. Public routes then pass without a token. Otherwise:
                    {"error":"invalid_token","message":"<reason>"}
   keys unavailable 503 {"error":"keys_unavailable",...} (endpoint down and nothing usable cached)
 On the auth route (forward-auth for nginx auth_request, Caddy forward_auth, Traefik
-forwardAuth) the same checks are answered here: a valid token gets 200 {"uid":<sub>} with
+forwardAuth) the same checks are answered here: a valid token gets 200 (no body) with
 x-authenticated-uid and the claim headers in the response; a request that carries an
 identity header of its own gets 400 invalid_request.
 

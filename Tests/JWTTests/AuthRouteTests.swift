@@ -26,10 +26,10 @@ extension GateTests {
         for input in [record, asLine(record)] {
             let out = run(gate(settings), input)
             XCTAssertEqual(out.status, 200)
-            XCTAssertEqual(out.headers, [Header("content-type", "application/json"), Header("cache-control", "no-store"),
+            XCTAssertEqual(out.headers, [Header("cache-control", "no-store"),
                                          Header("x-authenticated-uid", "user-1"), Header("x-authenticated-email", "u@example.com"),
                                          Header("x-authenticated-missing", "")], "a claim the token lacks is there, empty")
-            XCTAssertEqual(body(out), JSONObject([("uid", "user-1")]))
+            XCTAssertEqual(out.body, [], "no body: a proxy that drops it unread would not reuse the connection")
             XCTAssertEqual(out.annotation("auth"), .object(JSONObject([("uid", "user-1")])))
             XCTAssertEqual(out.object["method"], "POST", "http-encode needs the method (no body for HEAD)")
             XCTAssertEqual(out.id, "7")

@@ -822,10 +822,10 @@ def test_auth_route_answers_a_valid_token_with_the_identity_in_the_response_head
     out, _ = verify(jwks_file, lines, "--claim-header", "email=x-authenticated-email", "--claim-header", "role=x-role")
     for record in out:
         assert record["status"] == 200, record
-        assert [h for h in record["headers"] if h[0] != "content-type"] == [
+        assert record["headers"] == [
             ["cache-control", "no-store"], ["x-authenticated-uid", "fa-user"],
             ["x-authenticated-email", "fa@example.com"], ["x-role", ""]]
-        assert body(record) == {"uid": "fa-user"}
+        assert record["body"] == ""
         assert record["annotations"]["auth"] == {"uid": "fa-user"}
         assert good[:40] not in json.dumps(record)
     assert [r["method"] for r in out] == ["GET", "POST", "HEAD", "PROPFIND", "GET"], "http-encode needs the method"
