@@ -75,6 +75,13 @@ struct Configuration {
             }
             gate.claimHeaders.append((String(parts[0]), header))
         }
+        // '-' (never a route name) or an empty flag turns the auth route off; an empty
+        // variable counts as unset, as everywhere.
+        let authRoute = text("--auth-route", "EDGEPIPE_JWT_AUTH_ROUTE") ?? "auth"
+        gate.authRoute = authRoute.isEmpty || authRoute == "-" ? nil : authRoute
+        if let authRoute = gate.authRoute, gate.publicRoutes.contains(authRoute) {
+            throw Invalid("the auth route '\(authRoute)' cannot also be a --public-route")
+        }
         gate.auditFailures = flag("--audit-failures", "EDGEPIPE_JWT_AUDIT_FAILURES")
         gate.insecureNoVerify = flag("--insecure-no-verify", "EDGEPIPE_JWT_INSECURE_NO_VERIFY")
         gate.retryAfter = max(store.cooldown, 1)

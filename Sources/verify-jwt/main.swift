@@ -4,7 +4,7 @@ let usage = """
 usage: verify-jwt [--firebase-project ID | --jwks-url URL | --jwks-file FILE | --discovery-url URL | --dev-keys DIR]
                   [--issuer ISS]... [--audience AUD]... [--algorithm ALG]... [--leeway S]
                   [--public-route NAME]... [--public-prefix PATH]... [--claim-header CLAIM=HEADER]...
-                  [--jwks-cache DIR] [--refetch-cooldown S] [--fetch-timeout-ms MS] [--default-max-age S]
+                  [--auth-route NAME] [--jwks-cache DIR] [--refetch-cooldown S] [--fetch-timeout-ms MS] [--default-max-age S]
                   [--stale-grace S] [--max-token-bytes N] [--audit-failures] [--insecure-no-verify]
 
 A filter of the record protocol (docs/protocol.md): verifies the Bearer JWT of each request
@@ -19,6 +19,10 @@ client sent. Public routes then pass without a token. Otherwise:
   invalid token    401, WWW-Authenticate: Bearer error="invalid_token", error_description="<reason>",
                    {"error":"invalid_token","message":"<reason>"}
   keys unavailable 503 {"error":"keys_unavailable",...} (endpoint down and nothing usable cached)
+On the auth route (forward-auth for nginx auth_request, Caddy forward_auth, Traefik
+forwardAuth) the same checks are answered here: a valid token gets 200 (no body) with
+x-authenticated-uid and the claim headers in the response; a request that carries an
+identity header of its own gets 400 invalid_request.
 
 Keys (one source):
   --firebase-project ID   issuer https://securetoken.google.com/ID, audience ID, Google's
@@ -37,6 +41,7 @@ Routes and headers:
   --public-route NAME     a route name that needs no token, repeatable
   --public-prefix PATH    a path prefix that needs no token, repeatable
   --claim-header C=H      forward claim C as header H on success, repeatable
+  --auth-route NAME       the route answered for forward-auth proxies (default auth; - for none)
   --audit-failures        add annotations.audit {"kind":"auth","outcome":"rejected",...} to rejections
 Key cache (fetched sets only):
   --jwks-cache DIR        shared cache directory (default $EDGEPIPE_DATA/jwks)
@@ -51,7 +56,7 @@ Local only:
 Environment (flags win): EDGEPIPE_FIREBASE_PROJECT, EDGEPIPE_JWKS_URL, EDGEPIPE_JWKS_FILE,
   EDGEPIPE_OIDC_DISCOVERY_URL, EDGEPIPE_DEV_KEYS, EDGEPIPE_JWT_ISSUER, EDGEPIPE_JWT_AUDIENCE,
   EDGEPIPE_JWT_ALGORITHMS, EDGEPIPE_JWT_LEEWAY, EDGEPIPE_JWT_MAX_BYTES, EDGEPIPE_JWT_PUBLIC_ROUTES,
-  EDGEPIPE_JWT_PUBLIC_PREFIXES, EDGEPIPE_JWT_CLAIM_HEADERS (lists comma-separated),
+  EDGEPIPE_JWT_PUBLIC_PREFIXES, EDGEPIPE_JWT_CLAIM_HEADERS (lists comma-separated), EDGEPIPE_JWT_AUTH_ROUTE,
   EDGEPIPE_JWKS_CACHE, EDGEPIPE_DATA, EDGEPIPE_JWKS_COOLDOWN, EDGEPIPE_JWKS_TIMEOUT_MS,
   EDGEPIPE_JWKS_MAX_AGE, EDGEPIPE_JWKS_STALE_GRACE, EDGEPIPE_JWT_AUDIT_FAILURES,
   EDGEPIPE_JWT_INSECURE_NO_VERIFY, EDGEPIPE_ENV, EDGEPIPE_CLOCK_OFFSET, SSL_CERT_FILE, SSL_CERT_DIR.

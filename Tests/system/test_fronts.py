@@ -288,7 +288,7 @@ def test_serve_refuses_an_unknown_pipeline_kind(tmp_path):
                          env={**os.environ, "EDGEPIPE_BIN": str(BIN), "EDGEPIPE_DATA": str(tmp_path / "data")},
                          capture_output=True, text=True, timeout=TIMEOUT)
     assert out.returncode == 2
-    assert out.stderr.strip().splitlines()[-1] == "serve: unknown pipeline writes (full, read or write)"
+    assert out.stderr.strip().splitlines()[-1] == "serve: unknown pipeline writes (full, read, write or auth)"
 
 
 def test_the_proxy_configs_send_the_route_tables_webhook_path_to_write_pipelines():

@@ -804,3 +804,76 @@ def test_dev_token_through_the_service_with_curl(tmp_path):
         assert code == 401 and doc == {"error": "invalid_token", "message": "bad signature"}
     finally:
         svc.stop()
+
+
+# ----------------------------------------------------------------------------- the auth route (forward-auth)
+
+def auth(headers, method="GET", id="1"):
+    """A request for the auth route, as `route` leaves it."""
+    return routed("auth", id=id, method=method, path="/auth", headers=[["host", "h"]] + headers)
+
+
+def test_auth_route_answers_a_valid_token_with_the_identity_in_the_response_headers(jwks_file, keys):
+    good = pyjwt.encode(claims(sub="fa-user", email="fa@example.com"), keys["rsa"], algorithm="RS256",
+                        headers={"kid": "rsa-1"})
+    lines = [auth([["authorization", f"Bearer {good}"]], method=m, id=m) for m in ("GET", "POST", "HEAD", "PROPFIND")]
+    # An upper-case name sends the same record down the JSON-values path: the same answer.
+    lines.append(routed("auth", id="upper", path="/auth", headers=[["Host", "h"], ["Authorization", f"Bearer {good}"]]))
+    out, _ = verify(jwks_file, lines, "--claim-header", "email=x-authenticated-email", "--claim-header", "role=x-role")
+    for record in out:
+        assert record["status"] == 200, record
+        assert record["headers"] == [
+            ["cache-control", "no-store"], ["x-authenticated-uid", "fa-user"],
+            ["x-authenticated-email", "fa@example.com"], ["x-role", ""]]
+        assert record["body"] == ""
+        assert record["annotations"]["auth"] == {"uid": "fa-user"}
+        assert good[:40] not in json.dumps(record)
+    assert [r["method"] for r in out] == ["GET", "POST", "HEAD", "PROPFIND", "GET"], "http-encode needs the method"
+
+
+def test_auth_route_refuses_exactly_as_a_protected_route_does(jwks_file, keys):
+    cases = [[], [["authorization", "Basic dTpw"]], [["authorization", f"Bearer {sign_rs(keys, claims(exp=1))}"]],
+             [["authorization", f"Bearer {sign_rs(keys, claims(aud='other'))}"]], [["authorization", "Bearer a.b.c"]],
+             [["authorization", f"Bearer {sign_rs(keys, claims())}"]] * 2]
+    as_auth, _ = verify(jwks_file, [auth(h, id=str(i)) for i, h in enumerate(cases)], "--audit-failures")
+    as_protected, _ = verify(jwks_file, [routed("subscription", id=str(i), path="/auth", headers=[["host", "h"]] + h)
+                                         for i, h in enumerate(cases)], "--audit-failures")
+    assert [r["status"] for r in as_auth] == [401, 401, 401, 401, 401, 400]
+    for a, p in zip(as_auth, as_protected):
+        assert {k: v for k, v in a.items() if k != "annotations"} == {k: v for k, v in p.items() if k != "annotations"}
+        assert a["annotations"]["audit"] == p["annotations"]["audit"]
+        assert "auth" not in a["annotations"]
+
+
+def test_auth_route_refuses_requests_that_carry_their_own_identity_headers(jwks_file, keys):
+    good = sign_rs(keys, claims())
+    spoofs = [["x-authenticated-uid", "admin"], ["x-authenticated-role", "admin"], ["x-user-email", "admin@x"]]
+    lines = [auth([spoof, ["authorization", f"Bearer {good}"]], id=str(i)) for i, spoof in enumerate(spoofs)]
+    lines.append(routed("auth", id="upper", path="/auth", headers=[["X-Authenticated-Uid", "admin"],
+                                                                    ["authorization", f"Bearer {good}"]]))
+    lines.append(auth([["x-authenticated-uid", "admin"]], id="no token"))
+    out, _ = verify(jwks_file, lines, "--claim-header", "email=x-user-email")
+    for record in out:
+        assert record["status"] == 400, record
+        assert body(record)["error"] == "invalid_request"
+        assert "admin" not in json.dumps(record), "a forged value never comes back"
+    # The same headers on another route are only removed, as always.
+    [passed], _ = verify(jwks_file, [bearer(good, extra=spoofs[:1])])
+    assert "status" not in passed and header(passed, "x-authenticated-uid") == "user-42"
+
+
+def test_auth_route_is_named_by_flag_or_environment_and_can_be_turned_off(jwks_file, keys):
+    good = sign_rs(keys, claims())
+    lines = [auth([["authorization", f"Bearer {good}"]], id="auth"),
+             routed("check", id="check", path="/check", headers=[["authorization", f"Bearer {good}"]])]
+    by_default, _ = verify(jwks_file, lines)
+    renamed, _ = verify(jwks_file, lines, "--auth-route", "check")
+    from_env, _ = verify(jwks_file, lines, env={"EDGEPIPE_JWT_AUTH_ROUTE": "check"})
+    off, _ = verify(jwks_file, lines, env={"EDGEPIPE_JWT_AUTH_ROUTE": "-"})
+    status = lambda out: [r.get("status") for r in out]
+    assert status(by_default) == [200, None]
+    assert status(renamed) == status(from_env) == [None, 200]
+    assert status(off) == [None, None]
+    proc = subprocess.run([binary("verify-jwt"), "--jwks-file", str(jwks_file), *BASE_ARGS, "--public-route", "auth"],
+                          input=b"", capture_output=True, timeout=10)
+    assert proc.returncode == 2 and b"auth route" in proc.stderr
