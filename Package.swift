@@ -38,9 +38,11 @@ let package = Package(
         .executableTarget(name: "audit", dependencies: ["Records", "Crypto"]),
         .executableTarget(name: "apply-webhook", dependencies: ["Records", "Crypto", "KV", "Subscriptions"]),
         .executableTarget(name: "reserve", dependencies: ["Records", "Crypto", "KV"]),
+        .executableTarget(name: "limit", dependencies: ["Records", "SharedMemory", "KV"]),
 
         .testTarget(name: "CommonTests", dependencies: ["Records", "Crypto"]),
         .testTarget(name: "SharedMemoryTests", dependencies: ["SharedMemory"]),
+        .testTarget(name: "LimitTests", dependencies: ["limit", "Records", "SharedMemory", "KV"]),
         .testTarget(name: "RouteTests", dependencies: ["route", "Records"]),
         .testTarget(name: "JWTTests", dependencies: ["verify-jwt", "sign-jwt", "Records", "Crypto", "Net", "JWT"]),
         .testTarget(name: "HTTPTests", dependencies: ["http-decode", "http-encode", "Records"]),

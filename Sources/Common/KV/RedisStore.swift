@@ -163,7 +163,7 @@ public final class RedisStore: KVStore, @unchecked Sendable {
     }
 
     private func entryKey(_ key: String) -> [UInt8] { entryPrefix + Array(key.utf8) }
-    private func offset() -> [UInt8] { Array(String(clockOffsetMillis()).utf8) }
+    func offset() -> [UInt8] { Array(String(clockOffsetMillis()).utf8) }
 
     private func unexpected(_ reply: RESPValue) -> KVError {
         KVError.unavailable("unexpected reply from \(location)")
@@ -171,7 +171,7 @@ public final class RedisStore: KVStore, @unchecked Sendable {
 
     /// Runs a script by its SHA (loading it with EVAL when the server does not know it, as
     /// after a restart), then WAITs for replicas after a write when configured.
-    private func run(_ script: RedisScript, keys: [[UInt8]], args: [[UInt8]], isWrite: Bool) throws(KVError) -> RESPValue {
+    func run(_ script: RedisScript, keys: [[UInt8]], args: [[UInt8]], isWrite: Bool) throws(KVError) -> RESPValue {
         let numKeys = Array(String(keys.count).utf8)
         let waitFor = isWrite && location.waitReplicas > 0
         var wait: [[[UInt8]]] = []
