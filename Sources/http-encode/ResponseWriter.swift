@@ -54,6 +54,8 @@ public struct ResponseWriter {
             let message = route.map { "no filter of this pipeline answers route \($0)" } ?? "no filter answered the request"
             record = record.errorResponse(status: 502, error: "no_response", message: message)
         }
+        // Every answer to an allowed origin, whichever stage (or upstream) made it.
+        CORSResponse.apply(to: &record)
         switch validate(record) {
         case .success(let fields):
             emit(record, fields: fields, into: &out)

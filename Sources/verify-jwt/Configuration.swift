@@ -75,6 +75,9 @@ struct Configuration {
             }
             gate.claimHeaders.append((String(parts[0]), header))
         }
+        if let path = text("--access", "EDGEPIPE_JWT_ACCESS"), !path.isEmpty {
+            do { gate.access = try AccessRules.load(path: path) } catch { throw Invalid(error.report(file: path)) }
+        }
         gate.auditFailures = flag("--audit-failures", "EDGEPIPE_JWT_AUDIT_FAILURES")
         gate.insecureNoVerify = flag("--insecure-no-verify", "EDGEPIPE_JWT_INSECURE_NO_VERIFY")
         gate.retryAfter = max(store.cooldown, 1)

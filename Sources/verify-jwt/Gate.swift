@@ -15,6 +15,8 @@ struct GateSettings {
     var insecureNoVerify = false
     /// Retry-After on a 503, in seconds.
     var retryAfter = 30
+    /// Per-route `optional` and required claims (AccessRules.swift).
+    var access = AccessRules()
 }
 
 /// The per-record logic of verify-jwt.
@@ -99,23 +101,25 @@ final class Gate {
         guard let admitted else { return }
         kept.append(contentsOf: admitted.headers.map { .array([.string($0.name), .string($0.value)]) })
         record.object["headers"] = .array(kept)
-        record.setAnnotation(AnnotationKey.auth, .object(JSONObject([("uid", .string(admitted.subject))])))
+        if let subject = admitted.subject { record.setAnnotation(AnnotationKey.auth, .object(JSONObject([("uid", .string(subject))]))) }
     }
 
     /// What a protected request's Authorization headers amount to, however they were read.
     private enum Credential { case missing, twice, notBearer, token }
 
     /// The decision on a protected route, the same for both ways of reading the headers:
-    /// answers the record (400, 401 or 503) and returns nil, or returns the verified subject
-    /// and the headers to add. `identifyToken` checks the token where the caller holds it.
+    /// answers the record (400, 401, 403 or 503) and returns nil, or returns the verified
+    /// subject (nil: anonymous on an optional route) and the headers to add.
+    /// `identifyToken` checks the token where the caller holds it.
     private func admit(_ credential: Credential, _ record: inout Record,
-                       identifyToken: () throws(JWTError) -> (String, JSONObject)) -> (subject: String, headers: [Header])? {
+                       identifyToken: () throws(JWTError) -> (String, JSONObject)) -> (subject: String?, headers: [Header])? {
         switch credential {
         case .twice:
             reject(&record, status: 400, code: "invalid_request", reason: "more than one Authorization header",
                    challenge: "Bearer error=\"invalid_request\", error_description=\"more than one Authorization header\"")
             return nil
         case .missing:
+            if settings.access.isOptional(record) { return (nil, []) }
             reject(&record, status: 401, code: "unauthorized", reason: "a Bearer token is required", challenge: "Bearer")
             return nil
         case .notBearer:
@@ -138,6 +142,10 @@ final class Gate {
             let reason = error.reason
             reject(&record, status: 401, code: "invalid_token", reason: reason,
                    challenge: "Bearer error=\"invalid_token\", error_description=\"\(reason)\"")
+            return nil
+        }
+        if let unmet = settings.access.unmet(record, claims) {
+            reject(&record, status: 403, code: "forbidden", reason: "this route requires \(unmet.text)")
             return nil
         }
         var headers = [Header(Self.uidHeader, subject)]
@@ -227,7 +235,7 @@ final class Gate {
             }
         }
         record.setHeaders(keeping: kept, of: list, adding: admitted.headers)
-        record.setAnnotation(AnnotationKey.auth, .object(JSONObject([("uid", .string(admitted.subject))])))
+        if let subject = admitted.subject { record.setAnnotation(AnnotationKey.auth, .object(JSONObject([("uid", .string(subject))]))) }
         return true
     }
 

@@ -4,6 +4,7 @@ let usage = """
 usage: verify-jwt [--firebase-project ID | --jwks-url URL | --jwks-file FILE | --discovery-url URL | --dev-keys DIR]
                   [--issuer ISS]... [--audience AUD]... [--algorithm ALG]... [--leeway S]
                   [--public-route NAME]... [--public-prefix PATH]... [--claim-header CLAIM=HEADER]...
+                  [--access FILE]
                   [--jwks-cache DIR] [--refetch-cooldown S] [--fetch-timeout-ms MS] [--default-max-age S]
                   [--stale-grace S] [--max-token-bytes N] [--audit-failures] [--insecure-no-verify]
 
@@ -37,6 +38,9 @@ Routes and headers:
   --public-route NAME     a route name that needs no token, repeatable
   --public-prefix PATH    a path prefix that needs no token, repeatable
   --claim-header C=H      forward claim C as header H on success, repeatable
+  --access FILE           per-route rules: ROUTE optional (no token passes anonymously; a bad
+                          one is still 401), ROUTE require CLAIM=V | CLAIM contains V |
+                          CLAIM in {A, B} (403 forbidden naming the rule)
   --audit-failures        add annotations.audit {"kind":"auth","outcome":"rejected",...} to rejections
 Key cache (fetched sets only):
   --jwks-cache DIR        shared cache directory (default $EDGEPIPE_DATA/jwks)
@@ -51,7 +55,7 @@ Local only:
 Environment (flags win): EDGEPIPE_FIREBASE_PROJECT, EDGEPIPE_JWKS_URL, EDGEPIPE_JWKS_FILE,
   EDGEPIPE_OIDC_DISCOVERY_URL, EDGEPIPE_DEV_KEYS, EDGEPIPE_JWT_ISSUER, EDGEPIPE_JWT_AUDIENCE,
   EDGEPIPE_JWT_ALGORITHMS, EDGEPIPE_JWT_LEEWAY, EDGEPIPE_JWT_MAX_BYTES, EDGEPIPE_JWT_PUBLIC_ROUTES,
-  EDGEPIPE_JWT_PUBLIC_PREFIXES, EDGEPIPE_JWT_CLAIM_HEADERS (lists comma-separated),
+  EDGEPIPE_JWT_PUBLIC_PREFIXES, EDGEPIPE_JWT_CLAIM_HEADERS (lists comma-separated), EDGEPIPE_JWT_ACCESS,
   EDGEPIPE_JWKS_CACHE, EDGEPIPE_DATA, EDGEPIPE_JWKS_COOLDOWN, EDGEPIPE_JWKS_TIMEOUT_MS,
   EDGEPIPE_JWKS_MAX_AGE, EDGEPIPE_JWKS_STALE_GRACE, EDGEPIPE_JWT_AUDIT_FAILURES,
   EDGEPIPE_JWT_INSECURE_NO_VERIFY, EDGEPIPE_ENV, EDGEPIPE_CLOCK_OFFSET, SSL_CERT_FILE, SSL_CERT_DIR.

@@ -20,8 +20,6 @@ public struct ConfigLine: Sendable {
     public let number: Int
     public let fields: [String]
     public init(number: Int, fields: [String]) { self.number = number; self.fields = fields }
-    /// The fields from `index` on, joined by one space (a value that may contain spaces).
-    public func rest(from index: Int) -> String { fields.dropFirst(index).joined(separator: " ") }
 }
 
 public enum ConfigFile {
