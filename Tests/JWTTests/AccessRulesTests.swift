@@ -15,7 +15,7 @@ final class AccessRulesTests: XCTestCase {
         Record(JSONObject([("annotations", .object(JSONObject([("route", .object(JSONObject([("name", .string(route))])))])))]))
     }
 
-    private func claims(_ json: String) -> JSONObject { try! JSON.parse(json).object! }
+    private func claims(_ json: String) -> JSONObject { try! JSONReader.parse(json).object! }
 
     func test_optional_applies_only_to_its_route() {
         XCTAssertTrue(rules.isOptional(record("subscription")))

@@ -84,7 +84,7 @@ final class LimitRulesTests: XCTestCase {
         XCTAssertEqual(r.header("retry-after"), "30")
         XCTAssertEqual(r.header("ratelimit-policy"), "\"reserve-submit/ip\";q=2;w=60")
         XCTAssertEqual(r.header("ratelimit"), "\"reserve-submit/ip\";r=0;t=60")
-        let body = try JSON.parse(r.body)
+        let body = try JSONReader.parse(r.body)
         XCTAssertEqual(body["error"]?.string, "rate_limited")
         XCTAssertEqual(body["retry_after"]?.int, 30)
         XCTAssertEqual(table.counter(.limited), 1)
@@ -115,7 +115,7 @@ final class LimitRulesTests: XCTestCase {
         var c = request(route: "a", remote: "192.0.2.1")
         closed.handle(&c)
         XCTAssertEqual(c.status, 503)
-        XCTAssertEqual(try JSON.parse(c.body)["error"]?.string, "limit_unavailable")
+        XCTAssertEqual(try JSONReader.parse(c.body)["error"]?.string, "limit_unavailable")
     }
 
     func test_a_uid_rule_keys_on_the_verified_uid_and_skips_anonymous_requests() throws {
