@@ -3,14 +3,15 @@
 # at most 10% slower with everything on). Run it on a quiet machine.
 #
 # 1. Each stage's own cost per record in lock-step (bench/lockstep.py, against `cat`): route
-#    without and with --cors (the request carries an Origin), limit --stage ip with one ip
-#    rule, limit --stage uid with one uid rule, and http-encode without and with
-#    annotations.cors (a batch of records, per-record time).
+#    plain, with --cors (the request carries an Origin) and with --cors --limits (one ip
+#    rule); verify-jwt plain and with --limits (one uid rule); the same rules as stages of
+#    their own (limit --stage ip / uid: their cost over cat is a hand-off plus the check);
+#    http-encode without and with annotations.cors (a batch of records, per-record time).
 # 2. GET /v1/subscription with a valid token and an Origin through pipelines/serve in four
 #    shapes, in alternating rounds so the machine's load falls on each alike: off, CORS only,
 #    limits only (one ip + one uid rule, far above the offered rate), everything; wrk
-#    keep-alive (16 connections) and Connection: close (new pipelines per request: the two
-#    limit stages are two more processes to start). Prints a table row per shape and round,
+#    keep-alive (16 connections) and Connection: close (a new pipeline per request).
+#    pipelines/connection applies the limits inside route and verify-jwt (no added stage). Prints a table row per shape and round,
 #    then each shape's mean req/s relative to off.
 #   EDGEPIPE_BIN  release binaries (default .build/release); BENCH_DURATION s per run (default 5)
 # Needs: wrk, socat, python3, taskset.
@@ -37,8 +38,10 @@ lock cat "$work/r0" /dev/null
 lock "$BIN/route --table $top/pipelines/routes" "$work/r0" "$work/r1-plain"
 lock "$BIN/route --table $top/pipelines/routes --cors $work/cors" "$work/r0" "$work/r1"
 grep -q '"cors"' "$work/r1" || { echo "policy: route --cors did not annotate" >&2; exit 1; }
+lock "$BIN/route --table $top/pipelines/routes --cors $work/cors --limits $work/limits" "$work/r0" /dev/null
 lock "$BIN/limit --rules $work/limits --stage ip" "$work/r1" "$work/r2"
 lock "$BIN/verify-jwt" "$work/r2" "$work/r3"
+lock "$BIN/verify-jwt --limits $work/limits" "$work/r2" /dev/null
 lock "$BIN/limit --rules $work/limits --stage uid" "$work/r3" "$work/r4"
 lock "$BIN/kv serve --route subscription" "$work/r4" "$work/r5"
 grep -q '"status":200' "$work/r5" || { echo "policy: the read path did not answer 200: $(cat "$work/r5")" >&2; exit 1; }

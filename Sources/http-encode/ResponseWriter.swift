@@ -54,10 +54,10 @@ public struct ResponseWriter {
             let message = route.map { "no filter of this pipeline answers route \($0)" } ?? "no filter answered the request"
             record = record.errorResponse(status: 502, error: "no_response", message: message)
         }
-        // Every answer to an allowed origin, whichever stage (or upstream) made it.
-        CORSResponse.apply(to: &record)
         switch validate(record) {
-        case .success(let fields):
+        case .success(var fields):
+            // Every answer to an allowed origin, whichever stage (or upstream) made it.
+            if let cors = record.annotation(AnnotationKey.cors) { CORSResponse.apply(cors, to: &fields) }
             emit(record, fields: fields, into: &out)
             return !record.keepAlive
         case .failure(let reason):

@@ -4,7 +4,7 @@ import Glibc
 import Musl
 #endif
 import Common
-import SharedMemory
+import RateLimit
 
 var options = Options(program: "limit", usage: limitUsage)
 let rulesPath = options.value("--rules", env: "EDGEPIPE_LIMITS")

@@ -4,9 +4,11 @@ import Glibc
 import Musl
 #endif
 import Records
+import CORS
+import RateLimit
 
 let usage = """
-usage: route --table FILE [--cors FILE] [--audit-gone] [--check]
+usage: route --table FILE [--cors FILE] [--limits FILE] [--audit-gone] [--check]
 
 Reads request records (docs/protocol.md) on stdin and writes one record per line on
 stdout. Each request is looked up in the route table FILE (syntax in docs/route.md):
@@ -26,6 +28,8 @@ options:
   --audit-gone    add annotations.audit = {"kind":"gone","path":...,"outcome":"gone"}
                   to 410 answers (default: $EDGEPIPE_AUDIT_GONE=1)
   --cors FILE     the CORS settings per route name (default: $EDGEPIPE_CORS; none: off)
+  --limits FILE   apply the ip and header rules of this limits file here, after routing,
+                  as `limit --stage ip` would in a stage of its own (docs/limit.md)
   --check         check the table (and the CORS file) and exit
 
 environment: EDGEPIPE_ROUTES, EDGEPIPE_CORS, EDGEPIPE_AUDIT_GONE
@@ -37,6 +41,7 @@ var options = Options(program: "route", usage: usage)
 let tablePath = options.value("--table", env: "EDGEPIPE_ROUTES")
 let auditGone = options.flag("--audit-gone", env: "EDGEPIPE_AUDIT_GONE")
 let corsPath = options.value("--cors", env: "EDGEPIPE_CORS").flatMap { $0.isEmpty ? nil : $0 }
+let limitsPath = options.value("--limits")
 let checkOnly = options.flag("--check")
 if let extra = options.rest().first { Log.fatal("unexpected argument '\(extra)' (try --help)") }
 guard let tablePath else { Log.fatal("--table FILE is required (or set EDGEPIPE_ROUTES)") }
@@ -47,7 +52,11 @@ var cors: CORSPolicy?
 if let corsPath {
     do { cors = try CORSPolicy.load(path: corsPath) } catch { Log.fatal(error.report(file: corsPath)) }
 }
+let limits = limitsPath.flatMap { LimitSetup.inProcess(path: $0, stage: .ip, checkOnly: checkOnly) }
 if checkOnly { exit(0) }
 
 let filter = RouteFilter(table: table, auditGone: auditGone, cors: cors)
-FilterLoop.run { try filter.handle(&$0) }
+FilterLoop.run { record in
+    try filter.handle(&record)
+    if let limits, !record.isResponse { limits.handle(&record) }
+}

@@ -1,10 +1,11 @@
 import Records
+import RateLimit
 
 let usage = """
 usage: verify-jwt [--firebase-project ID | --jwks-url URL | --jwks-file FILE | --discovery-url URL | --dev-keys DIR]
                   [--issuer ISS]... [--audience AUD]... [--algorithm ALG]... [--leeway S]
                   [--public-route NAME]... [--public-prefix PATH]... [--claim-header CLAIM=HEADER]...
-                  [--access FILE]
+                  [--access FILE] [--limits FILE]
                   [--jwks-cache DIR] [--refetch-cooldown S] [--fetch-timeout-ms MS] [--default-max-age S]
                   [--stale-grace S] [--max-token-bytes N] [--audit-failures] [--insecure-no-verify]
 
@@ -41,6 +42,8 @@ Routes and headers:
   --access FILE           per-route rules: ROUTE optional (no token passes anonymously; a bad
                           one is still 401), ROUTE require CLAIM=V | CLAIM contains V |
                           CLAIM in {A, B} (403 forbidden naming the rule)
+  --limits FILE           apply the uid rules of this limits file to verified requests, as
+                          `limit --stage uid` would in a stage of its own (docs/limit.md)
   --audit-failures        add annotations.audit {"kind":"auth","outcome":"rejected",...} to rejections
 Key cache (fetched sets only):
   --jwks-cache DIR        shared cache directory (default $EDGEPIPE_DATA/jwks)
@@ -71,10 +74,15 @@ do {
 } catch {
     Log.fatal(error.description)
 }
+let limitsPath = options.value("--limits")
 if let extra = options.rest().first { Log.fatal("unexpected argument '\(extra)' (try --help)") }
 if configuration.gate.insecureNoVerify {
     Log.error("WARNING: --insecure-no-verify: tokens are NOT verified; any client can claim any uid (EDGEPIPE_ENV=local)")
 }
 let store = configuration.source.map { KeyStore(source: $0, settings: configuration.store) }
 let gate = Gate(settings: configuration.gate, verifier: configuration.verifier, keys: store)
-FilterLoop.run { record in gate.handle(&record) }
+let limits = limitsPath.flatMap { LimitSetup.inProcess(path: $0, stage: .uid) }
+FilterLoop.run { record in
+    gate.handle(&record)
+    if let limits, !record.isResponse { limits.handle(&record) }
+}

@@ -4,7 +4,7 @@ import Glibc
 import XCTest
 import Common
 import SharedMemory
-@testable import limit
+@testable import RateLimit
 
 final class LimitRulesTests: XCTestCase {
     func test_a_rule_has_route_key_rate_and_options() throws {

@@ -192,3 +192,26 @@ def test_the_reservation_bot_is_refused_long_before_it_empties_the_name_space(tm
         assert status == 429 and "retry-after" in headers
     finally:
         svc.stop()
+
+
+# --- the filter as a stage of its own --------------------------------------------------------
+
+def test_limit_as_its_own_stage_applies_only_its_stages_rules(tmp_path):
+    rules = tmp_path / "limits"
+    rules.write_text("* ip 1/min\n* uid 2/min\n")
+    table = tmp_path / "limit.slots"
+
+    def rec(i, uid=None):
+        notes = {"route": {"name": "r"}}
+        if uid:
+            notes["auth"] = {"uid": uid}
+        return request(id=str(i), remote="192.0.2.1", annotations=notes)
+
+    answered = {"id": "9", "status": 204, "headers": [], "body": ""}
+    out, _ = run_filter("limit", [rec(1, "u"), rec(2, "u"), rec(3, "u"), answered], "--rules", str(rules),
+                        "--stage", "uid", "--table", str(table))
+    assert [r.get("status") for r in out] == [None, None, 429, 204], "the ip rule is not this stage's"
+    out, _ = run_filter("limit", [rec(4), rec(5)], "--rules", str(rules), "--stage", "ip", "--table", str(table))
+    assert [r.get("status") for r in out] == [None, 429]
+    assert ["content-type", "application/json"] in out[1]["headers"]
+    assert any(name == "retry-after" and int(value) >= 1 for name, value in out[1]["headers"])

@@ -5,9 +5,15 @@
 /// sent an Allow-Origin of its own.
 public enum CORSResponse {
     public static func apply(to record: inout Record) {
-        guard case .object(let notes)? = record.annotation(AnnotationKey.cors),
-              case .string(let origin)? = notes["origin"] else { return }
+        guard let notes = record.annotation(AnnotationKey.cors) else { return }
         var headers = record.headers
+        apply(notes, to: &headers)
+        record.headers = headers
+    }
+
+    /// The same on a response's header list (http-encode's, names lower-case or not).
+    public static func apply(_ annotation: JSON?, to headers: inout [Header]) {
+        guard case .object(let notes)? = annotation, case .string(let origin)? = notes["origin"] else { return }
         let keep = notes["upstream"]?.string == "keep"
         if keep && headers.contains(where: { $0.name.lowercased() == "access-control-allow-origin" }) { return }
         headers.removeAll { $0.name.lowercased().hasPrefix("access-control-") }
@@ -23,6 +29,5 @@ public enum CORSResponse {
         } else {
             headers.append(Header("vary", "Origin"))
         }
-        record.headers = headers
     }
 }

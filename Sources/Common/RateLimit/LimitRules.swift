@@ -2,10 +2,10 @@ import Common
 import SharedMemory
 
 /// One line of the limits file: `ROUTE-or-* KEY RATE [burst=N] [redis-down=open|closed]`.
-struct LimitRule: Equatable {
-    enum Key: Equatable {
+public struct LimitRule: Equatable, Sendable {
+    public enum Key: Equatable, Sendable {
         case ip, uid, header(String)
-        var text: String {
+        public var text: String {
             switch self {
             case .ip: return "ip"
             case .uid: return "uid"
@@ -14,33 +14,49 @@ struct LimitRule: Equatable {
         }
     }
 
-    let line: Int
-    let route: String
-    let key: Key
-    let count: Int
-    let periodSeconds: Int
-    let burst: Int
+    public let line: Int
+    public let route: String
+    public let key: Key
+    public let count: Int
+    public let periodSeconds: Int
+    public let burst: Int
     /// Answer 503 rather than pass when the shared store (Redis) cannot be reached.
-    let failClosed: Bool
-    let rate: GCRA
+    public let failClosed: Bool
+    public let rate: GCRA
 
     /// The policy's name in RateLimit-Policy / RateLimit and in logs.
-    var name: String { "\(route)/\(key.text)" }
-    /// What the state of one key is stored under: the rule's meaning, so an edit that
-    /// changes a rule starts it afresh and reordering lines does not.
-    var storageName: String { "\(route) \(key.text) \(count)/\(periodSeconds) \(burst)" }
+    public let name: String
+    /// What a key's state is stored under, before the key's value: the rule's meaning, so an
+    /// edit that changes a rule starts it afresh and reordering lines does not. Made once,
+    /// not per request.
+    public let storagePrefix: [UInt8]
+    public let redisPrefix: String
 
-    func applies(to routeName: String?) -> Bool { route == "*" || route == routeName }
+    public init(line: Int, route: String, key: Key, count: Int, periodSeconds: Int, burst: Int, failClosed: Bool) {
+        self.line = line
+        self.route = route
+        self.key = key
+        self.count = count
+        self.periodSeconds = periodSeconds
+        self.burst = burst
+        self.failClosed = failClosed
+        rate = GCRA(count: count, periodSeconds: periodSeconds, burst: burst)
+        name = "\(route)/\(key.text)"
+        storagePrefix = Array("\(route) \(key.text) \(count)/\(periodSeconds) \(burst)".utf8) + [0]
+        redisPrefix = "\(route):\(key.text):\(count)/\(periodSeconds):\(burst):"
+    }
+
+    public func applies(to routeName: String?) -> Bool { route == "*" || route == routeName }
 }
 
-enum LimitStage: String {
+public enum LimitStage: String, Sendable {
     /// Before verify-jwt: ip and header keys, so a flood is refused before any signature check.
     case ip
     /// After verify-jwt: uid keys (annotations.auth.uid).
     case uid
     case all
 
-    func includes(_ key: LimitRule.Key) -> Bool {
+    public func includes(_ key: LimitRule.Key) -> Bool {
         switch (self, key) {
         case (.all, _), (.uid, .uid), (.ip, .ip), (.ip, .header): return true
         default: return false
@@ -48,14 +64,14 @@ enum LimitStage: String {
     }
 }
 
-enum LimitRules {
-    static func load(path: String) throws(ConfigError) -> [LimitRule] {
+public enum LimitRules {
+    public static func load(path: String) throws(ConfigError) -> [LimitRule] {
         try parse(ConfigFile.load(path: path, what: "limits file"))
     }
 
-    static func parse(_ text: String) throws(ConfigError) -> [LimitRule] { try parse(ConfigFile.lines(text)) }
+    public static func parse(_ text: String) throws(ConfigError) -> [LimitRule] { try parse(ConfigFile.lines(text)) }
 
-    static func parse(_ lines: [ConfigLine]) throws(ConfigError) -> [LimitRule] {
+    public static func parse(_ lines: [ConfigLine]) throws(ConfigError) -> [LimitRule] {
         var rules: [LimitRule] = []
         for line in lines {
             let rule = try parseLine(line)
@@ -102,7 +118,7 @@ enum LimitRules {
             }
         }
         return LimitRule(line: line.number, route: f[0], key: key, count: count, periodSeconds: period, burst: burst,
-                         failClosed: failClosed, rate: GCRA(count: count, periodSeconds: period, burst: burst))
+                         failClosed: failClosed)
     }
 
     /// `100/s`, `20/min`, `500/h`, `1000/day`.

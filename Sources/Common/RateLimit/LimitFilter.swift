@@ -7,25 +7,25 @@ import Common
 import SharedMemory
 
 /// Where the GCRA state lives: this machine's shared table, or Redis for every machine.
-protocol LimitBackend {
+public protocol LimitBackend {
     func acquire(_ rule: LimitRule, _ key: String, now: Int64) throws(KVError) -> GCRA.Decision
 }
 
-struct LocalLimits: LimitBackend {
+public struct LocalLimits: LimitBackend {
     let table: RateTable
-    func acquire(_ rule: LimitRule, _ key: String, now: Int64) throws(KVError) -> GCRA.Decision {
-        var bytes = Array(rule.storageName.utf8)
-        bytes.append(0)
+    public init(table: RateTable) { self.table = table }
+    public func acquire(_ rule: LimitRule, _ key: String, now: Int64) throws(KVError) -> GCRA.Decision {
+        var bytes = rule.storagePrefix
         bytes.append(contentsOf: key.utf8)
         return table.acquire(table.hash(bytes), rule.rate, now: now)
     }
 }
 
-struct RedisLimits: LimitBackend {
+public struct RedisLimits: LimitBackend {
     let store: RedisStore
-    func acquire(_ rule: LimitRule, _ key: String, now: Int64) throws(KVError) -> GCRA.Decision {
-        let name = "\(rule.route):\(rule.key.text):\(rule.count)/\(rule.periodSeconds):\(rule.burst):\(key)"
-        let (allowed, ahead) = try store.rateLimit(name, interval: rule.rate.interval, tolerance: rule.rate.tolerance)
+    public init(store: RedisStore) { self.store = store }
+    public func acquire(_ rule: LimitRule, _ key: String, now: Int64) throws(KVError) -> GCRA.Decision {
+        let (allowed, ahead) = try store.rateLimit(rule.redisPrefix + key, interval: rule.rate.interval, tolerance: rule.rate.tolerance)
         return rule.rate.decision(allowed: allowed, ahead: ahead)
     }
 }
@@ -34,7 +34,7 @@ struct RedisLimits: LimitBackend {
 /// (or `*`) spends one request of the key's allowance; the first rule with none left
 /// answers 429. A request without the key (no remote address, no verified uid, no such
 /// header) is not counted by that rule.
-final class LimitFilter {
+public final class LimitFilter {
     let rules: [LimitRule]
     let backend: LimitBackend
     /// Shared counters (fail-open, limited), kept in the local table in both modes.
@@ -42,14 +42,14 @@ final class LimitFilter {
     let now: () -> Int64
     private var loggedOutage = false
 
-    init(rules: [LimitRule], backend: LimitBackend, counters: RateTable?, now: @escaping () -> Int64 = LimitFilter.microseconds) {
+    public init(rules: [LimitRule], backend: LimitBackend, counters: RateTable?, now: @escaping () -> Int64 = LimitFilter.microseconds) {
         self.rules = rules
         self.backend = backend
         self.counters = counters
         self.now = now
     }
 
-    static func microseconds() -> Int64 {
+    public static func microseconds() -> Int64 {
         var ts = timespec()
         clock_gettime(CLOCK_REALTIME, &ts)
         return (Int64(ts.tv_sec) + clockOffset) * 1_000_000 + Int64(ts.tv_nsec) / 1000
@@ -58,7 +58,7 @@ final class LimitFilter {
     /// EDGEPIPE_CLOCK_OFFSET, as Clock applies it (tests move time with it).
     static let clockOffset = Int64(environment("EDGEPIPE_CLOCK_OFFSET").flatMap { Int($0) } ?? 0)
 
-    func handle(_ record: inout Record) {
+    public func handle(_ record: inout Record) {
         guard !rules.isEmpty else { return }
         let route = record.annotation(AnnotationKey.route)?["name"]?.string
         var t: Int64 = 0
