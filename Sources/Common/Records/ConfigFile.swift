@@ -6,7 +6,7 @@ import Musl
 
 /// A problem in a line-oriented configuration file, reported as `FILE:LINE: reason` (line
 /// nil for whole-file problems), the shape every tool's `--check` prints before exit 2.
-public struct ConfigError: Error, CustomStringConvertible, Sendable {
+public struct ConfigError: Error, Equatable, CustomStringConvertible, Sendable {
     public let line: Int?
     public let reason: String
     public init(line: Int?, _ reason: String) { self.line = line; self.reason = reason }
@@ -27,16 +27,7 @@ public enum ConfigFile {
     /// invalid UTF-8 refused with its line number.
     public static func lines(_ bytes: [UInt8]) throws(ConfigError) -> [ConfigLine] {
         var out: [ConfigLine] = []
-        var number = 0
-        var start = 0
-        while start < bytes.count {
-            var end = start
-            while end < bytes.count && bytes[end] != 0x0A { end += 1 }
-            number += 1
-            var line = bytes[start..<end]
-            if line.last == 0x0D { line = line.dropLast() }
-            start = end + 1
-            guard let text = validUTF8String(line) else { throw ConfigError(line: number, "not valid UTF-8") }
+        try eachLine(bytes) { number, text throws(ConfigError) in
             var fields: [String] = []
             for field in text.split(whereSeparator: { $0 == " " || $0 == "\t" }) {
                 if field.hasPrefix("#") { break }
@@ -45,6 +36,23 @@ public enum ConfigFile {
             if !fields.isEmpty { out.append(ConfigLine(number: number, fields: fields)) }
         }
         return out
+    }
+
+    /// Each line of `bytes` with its number (from 1), CRLF accepted, invalid UTF-8 refused.
+    public static func eachLine(_ bytes: [UInt8], _ body: (Int, String) throws(ConfigError) -> Void) throws(ConfigError) {
+        var number = 0
+        var start = 0
+        while start <= bytes.count {
+            var end = start
+            while end < bytes.count && bytes[end] != 0x0A { end += 1 }
+            number += 1
+            var line = bytes[start..<end]
+            if line.last == 0x0D { line = line.dropLast() }
+            guard let text = validUTF8String(line) else { throw ConfigError(line: number, "not valid UTF-8") }
+            try body(number, text)
+            if end == bytes.count { break }
+            start = end + 1
+        }
     }
 
     public static func lines(_ text: String) throws(ConfigError) -> [ConfigLine] { try lines(Array(text.utf8)) }
