@@ -107,6 +107,9 @@ public final class RateTable: @unchecked Sendable {
     }
 
     /// Applies one request for the key with hash `key` under `rate` at `now` (microseconds).
+    /// An entry evicted between finding it and updating it lends the request to the key that
+    /// took it over: with idle keys evicted first, that is a key that was just idle, and the
+    /// cost is one request of its allowance.
     public func acquire(_ key: UInt64, _ rate: GCRA, now: Int64) -> GCRA.Decision {
         let first = Self.header + Int(key % UInt64(buckets)) * ways * 2
         let tag = Int64(bitPattern: key)
@@ -140,9 +143,12 @@ public final class RateTable: @unchecked Sendable {
             if tat < oldest { oldest = tat; victim = entry }
         }
         let previous = slots.load(victim)
+        let previousTAT = slots.load(victim + 1)
         guard slots.compareExchange(victim, expected: previous, desired: tag).exchanged else { return nil }
-        // The new key starts idle; the previous key's TAT must not carry over to it.
-        slots.store(victim + 1, 0)
+        // The new key starts idle; the previous key's TAT must not carry over to it. A
+        // compare-and-swap, not a store: a process that found the new key in between and
+        // already spent from it keeps its update.
+        _ = slots.compareExchange(victim + 1, expected: previousTAT, desired: 0)
         if previous != 0 { count(.evictions) }
         return victim
     }
