@@ -4,6 +4,7 @@ import Glibc
 import Musl
 #endif
 import Records
+import CORS
 
 /// Turns response records into HTTP/1.1 response bytes. The encoder owns the framing:
 /// it writes Date, Content-Length, Content-Type (when absent) and Connection itself, and

@@ -3,7 +3,7 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
-import Common
+import Records
 import RateLimit
 
 var options = Options(program: "limit", usage: limitUsage)

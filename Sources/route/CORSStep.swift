@@ -1,4 +1,5 @@
-import Common
+import Records
+import CORS
 
 /// route's part of CORS: the route name of a preflight is the one its requested method
 /// would reach, so the table is asked with that method, not with OPTIONS.

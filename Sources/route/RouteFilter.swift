@@ -1,4 +1,5 @@
 import Records
+import CORS
 
 /// Applies the table to one request record: annotates it for the filters downstream, or
 /// answers it (fixed answers, 404, 405, OPTIONS, 410, 400 for a refused path).

@@ -1,4 +1,4 @@
-import Common
+import Records
 
 /// Per-route access rules (EDGEPIPE_JWT_ACCESS, docs/verify-jwt.md), keyed by route name:
 ///

@@ -1,5 +1,6 @@
 import XCTest
-@testable import Common
+import Records
+@testable import CORS
 
 final class CORSTests: XCTestCase {
     let policy = try! CORSPolicy.parse("""

@@ -1,5 +1,5 @@
 import XCTest
-import Common
+import Records
 @testable import verify_jwt
 
 final class AccessRulesTests: XCTestCase {

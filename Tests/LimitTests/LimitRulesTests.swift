@@ -2,7 +2,8 @@
 import Glibc
 #endif
 import XCTest
-import Common
+import Records
+import KV
 import SharedMemory
 @testable import RateLimit
 

@@ -3,7 +3,8 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
-import Common
+import Records
+import KV
 import SharedMemory
 
 /// Where the GCRA state lives: this machine's shared table, or Redis for every machine.

@@ -1,4 +1,4 @@
-import Common
+import Records
 import SharedMemory
 
 /// One line of the limits file: `ROUTE-or-* KEY RATE [burst=N] [redis-down=open|closed]`.

@@ -1,4 +1,5 @@
-import Common
+import Records
+import KV
 import SharedMemory
 
 /// The filter for a stage's rules, on Redis when the KV store is Redis, else on this

@@ -1,3 +1,5 @@
+import Records
+
 /// The response side of CORS, applied by http-encode to every response whose request came
 /// from an allowed origin (annotations.cors, set by route): Access-Control-Allow-Origin,
 /// Vary: Origin, and credentials and exposed headers when configured. An upstream's own

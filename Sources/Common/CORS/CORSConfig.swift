@@ -1,3 +1,5 @@
+import Records
+
 /// The CORS file (EDGEPIPE_CORS): one line per route name, `*` for the default.
 ///
 ///     *            origins=https://app.example.com,https://*.example.com credentials=true

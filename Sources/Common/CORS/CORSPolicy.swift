@@ -1,3 +1,5 @@
+import Records
+
 /// Cross-origin resource sharing, per route name with a default for all routes
 /// (docs/cors.md). The decisions are made once, early (route, which knows the route
 /// name): a preflight is answered there, before any token check, and an actual request
