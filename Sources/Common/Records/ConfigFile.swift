@@ -60,7 +60,7 @@ public enum ConfigFile {
     /// The meaningful lines of the file at `path`; `what` names it in the error.
     public static func load(path: String, what: String) throws(ConfigError) -> [ConfigLine] {
         guard let bytes = readFile(path, limit: 4 << 20) else {
-            throw ConfigError(line: nil, "cannot read the \(what): \(String(cString: strerror(errno)))")
+            throw ConfigError(line: nil, "cannot read the \(what): \(errnoText())")
         }
         return try lines(bytes)
     }
