@@ -10,6 +10,8 @@ import PackageDescription
 //   JWT             compact JWS, key sets, claims                                  -> Records, Crypto
 //   KV              the store protocol: a directory, or Redis                      -> Records, Crypto, Net
 //   Subscriptions   what a user's subscription state is, and how events change it  -> Records
+//   RateLimit       rate-limit rules and their check (GCRA)   -> Records, SharedMemory, KV
+//   CORS            cross-origin settings per route, preflights, response headers  -> Records
 //
 // Code that one tool alone needs lives in that tool's folder. No library imports
 // Foundation, so filters start in about a millisecond; release builds are linked
@@ -28,19 +30,23 @@ let package = Package(
         .target(name: "JWT", dependencies: ["Records", "Crypto"], path: "Sources/Common/JWT"),
         .target(name: "KV", dependencies: ["Records", "Crypto", "Net"], path: "Sources/Common/KV"),
         .target(name: "Subscriptions", dependencies: ["Records"], path: "Sources/Common/Subscriptions"),
+        .target(name: "RateLimit", dependencies: ["Records", "SharedMemory", "KV"], path: "Sources/Common/RateLimit"),
+        .target(name: "CORS", dependencies: ["Records"], path: "Sources/Common/CORS"),
 
         .executableTarget(name: "http-decode", dependencies: ["Records"]),
-        .executableTarget(name: "http-encode", dependencies: ["Records"]),
-        .executableTarget(name: "route", dependencies: ["Records"]),
-        .executableTarget(name: "verify-jwt", dependencies: ["Records", "Crypto", "Net", "JWT"]),
+        .executableTarget(name: "http-encode", dependencies: ["Records", "CORS"]),
+        .executableTarget(name: "route", dependencies: ["Records", "CORS", "RateLimit"]),
+        .executableTarget(name: "verify-jwt", dependencies: ["Records", "Crypto", "Net", "JWT", "RateLimit"]),
         .executableTarget(name: "sign-jwt", dependencies: ["Records", "Crypto", "JWT"]),
         .executableTarget(name: "kv", dependencies: ["Records", "KV", "Subscriptions"]),
         .executableTarget(name: "audit", dependencies: ["Records", "Crypto"]),
         .executableTarget(name: "apply-webhook", dependencies: ["Records", "Crypto", "KV", "Subscriptions"]),
         .executableTarget(name: "reserve", dependencies: ["Records", "Crypto", "KV"]),
+        .executableTarget(name: "limit", dependencies: ["Records", "RateLimit"]),
 
-        .testTarget(name: "CommonTests", dependencies: ["Records", "Crypto"]),
+        .testTarget(name: "CommonTests", dependencies: ["Records", "Crypto", "CORS"]),
         .testTarget(name: "SharedMemoryTests", dependencies: ["SharedMemory"]),
+        .testTarget(name: "LimitTests", dependencies: ["RateLimit", "Records", "SharedMemory", "KV"]),
         .testTarget(name: "RouteTests", dependencies: ["route", "Records"]),
         .testTarget(name: "JWTTests", dependencies: ["verify-jwt", "sign-jwt", "Records", "Crypto", "Net", "JWT"]),
         .testTarget(name: "HTTPTests", dependencies: ["http-decode", "http-encode", "Records"]),

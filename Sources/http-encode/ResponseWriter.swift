@@ -4,6 +4,7 @@ import Glibc
 import Musl
 #endif
 import Records
+import CORS
 
 /// Turns response records into HTTP/1.1 response bytes. The encoder owns the framing:
 /// it writes Date, Content-Length, Content-Type (when absent) and Connection itself, and
@@ -56,7 +57,9 @@ public struct ResponseWriter {
             record = record.errorResponse(status: 502, error: "no_response", message: message)
         }
         switch validate(record) {
-        case .success(let fields):
+        case .success(var fields):
+            // Every answer to an allowed origin, whichever stage (or upstream) made it.
+            if let cors = record.annotation(AnnotationKey.cors) { CORSResponse.apply(cors, to: &fields) }
             emit(record, fields: fields, into: &out)
             return !record.keepAlive
         case .failure(let reason):

@@ -8,7 +8,8 @@ HTTP/1.1 response on standard output (the client socket), in order, one write ea
 Sets Date, Content-Length and Content-Type (application/octet-stream when the record has
 none) and its own Connection header; ignores connection, keep-alive, transfer-encoding,
 content-length, date, upgrade, te, trailer and proxy-connection set by filters. HEAD
-responses carry Content-Length but no body; 204 and 304 carry neither.
+responses carry Content-Length but no body; 204 and 304 carry neither. A record with
+annotations.cors (route --cors) gets Access-Control-Allow-Origin and Vary: Origin (docs/cors.md).
 A request record nobody answered becomes 502 no_response; a line that is not a record, or
 a response it cannot write safely (bad status, control characters in a header), becomes
 500 internal_error and closes the connection. Error bodies are JSON {"error","message"}.

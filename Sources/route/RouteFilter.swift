@@ -1,4 +1,5 @@
 import Records
+import CORS
 
 /// Applies the table to one request record: annotates it for the filters downstream, or
 /// answers it (fixed answers, 404, 405, OPTIONS, 410, 400 for a refused path).
@@ -6,12 +7,19 @@ struct RouteFilter {
     let table: RouteTable
     /// Puts an audit entry on 410 answers, for the audit filter to record.
     var auditGone = false
+    /// With a CORS file: preflights answered here, before any token check, and
+    /// annotations.cors put on requests from allowed origins.
+    var cors: CORSPolicy?
 
     func handle(_ record: inout Record) throws {
         guard let method = record["method"]?.string, !method.isEmpty, let path = record["path"]?.string else {
             throw FilterError(status: 400, code: "bad_record", message: "a request record needs string fields method and path")
         }
-        switch table.match(method: method, path: path) {
+        let match = table.match(method: method, path: path)
+        if let cors, CORSStep(policy: cors, table: table).handle(&record, method: method, path: path, match: match) {
+            return
+        }
+        switch match {
         case .matched(let route, let params):
             if let name = route.name {
                 var p = JSONObject()

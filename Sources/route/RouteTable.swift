@@ -7,14 +7,9 @@ import Records
 
 // The route table: parsed once at start, then only read. Syntax in docs/route.md.
 
-/// A table problem, reported as `FILE:LINE: reason` (line nil for whole-file problems).
-struct TableError: Error, Equatable, CustomStringConvertible {
-    let line: Int?
-    let reason: String
-    init(line: Int?, _ reason: String) { self.line = line; self.reason = reason }
-    var description: String { line.map { "line \($0): \(reason)" } ?? reason }
-    func report(file: String) -> String { line.map { "\(file):\($0): \(reason)" } ?? "\(file): \(reason)" }
-}
+/// A table problem, reported as `FILE:LINE: reason` (line nil for whole-file problems),
+/// as every configuration file's.
+typealias TableError = ConfigError
 
 enum PatternSegment: Equatable, Sendable {
     case literal([UInt8])
@@ -150,24 +145,12 @@ struct RouteTable: Sendable {
 
     static func parse(_ bytes: [UInt8]) throws(TableError) -> RouteTable {
         var routes: [Route] = []
-        var lineNumber = 0
-        var start = 0
-        while start <= bytes.count {
-            var end = start
-            while end < bytes.count && bytes[end] != 0x0A { end += 1 }
-            lineNumber += 1
-            var lineBytes = bytes[start..<end]
-            if lineBytes.last == 0x0D { lineBytes = lineBytes.dropLast() }
-            start = end + 1
-            guard let line = validUTF8String(lineBytes) else {
-                throw TableError(line: lineNumber, "not valid UTF-8")
-            }
+        try ConfigFile.eachLine(bytes) { lineNumber, line throws(ConfigError) in
             do throws(LineProblem) {
                 if let route = try parseLine(line, number: lineNumber) { routes.append(route) }
             } catch {
                 throw TableError(line: lineNumber, error.reason)
             }
-            if end == bytes.count { break }
         }
         guard !routes.isEmpty else { throw TableError(line: nil, "the route table has no routes") }
         try checkConflicts(&routes)

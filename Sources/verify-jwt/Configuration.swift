@@ -82,6 +82,9 @@ struct Configuration {
         if let authRoute = gate.authRoute, gate.publicRoutes.contains(authRoute) {
             throw Invalid("the auth route '\(authRoute)' cannot also be a --public-route")
         }
+        if let path = text("--access", "EDGEPIPE_JWT_ACCESS"), !path.isEmpty {
+            do { gate.access = try AccessRules.load(path: path) } catch { throw Invalid(error.report(file: path)) }
+        }
         gate.auditFailures = flag("--audit-failures", "EDGEPIPE_JWT_AUDIT_FAILURES")
         gate.insecureNoVerify = flag("--insecure-no-verify", "EDGEPIPE_JWT_INSECURE_NO_VERIFY")
         gate.retryAfter = max(store.cooldown, 1)

@@ -18,6 +18,8 @@ struct GateSettings {
     /// The route answered here for forward-auth proxies (nginx auth_request, Caddy
     /// forward_auth, Traefik forwardAuth); nil: none.
     var authRoute: String? = "auth"
+    /// Per-route `optional` and required claims (AccessRules.swift).
+    var access = AccessRules()
 }
 
 /// The per-record logic of verify-jwt.
@@ -116,7 +118,7 @@ final class Gate {
         if authRoute { return authorize(&record, admitted) }
         kept.append(contentsOf: admitted.headers.map { .array([.string($0.name), .string($0.value)]) })
         record.object["headers"] = .array(kept)
-        record.setAnnotation(AnnotationKey.auth, .object(JSONObject([("uid", .string(admitted.subject))])))
+        if let subject = admitted.subject { record.setAnnotation(AnnotationKey.auth, .object(JSONObject([("uid", .string(subject))]))) }
     }
 
     /// What a protected request's Authorization headers amount to, however they were read
@@ -124,10 +126,11 @@ final class Gate {
     private enum Credential { case missing, twice, notBearer, token, identityHeaders }
 
     /// The decision on a protected route, the same for both ways of reading the headers:
-    /// answers the record (400, 401 or 503) and returns nil, or returns the verified subject
-    /// and the headers to add. `identifyToken` checks the token where the caller holds it.
+    /// answers the record (400, 401, 403 or 503) and returns nil, or returns the verified
+    /// subject (nil: anonymous on an optional route) and the headers to add.
+    /// `identifyToken` checks the token where the caller holds it.
     private func admit(_ credential: Credential, _ record: inout Record,
-                       identifyToken: () throws(JWTError) -> (String, JSONObject)) -> (subject: String, headers: [Header])? {
+                       identifyToken: () throws(JWTError) -> (String, JSONObject)) -> (subject: String?, headers: [Header])? {
         switch credential {
         case .identityHeaders:
             reject(&record, status: 400, code: "invalid_request", reason: Self.identityHeadersReason)
@@ -137,6 +140,7 @@ final class Gate {
                    challenge: "Bearer error=\"invalid_request\", error_description=\"more than one Authorization header\"")
             return nil
         case .missing:
+            if settings.access.isOptional(record) { return (nil, []) }
             reject(&record, status: 401, code: "unauthorized", reason: "a Bearer token is required", challenge: "Bearer")
             return nil
         case .notBearer:
@@ -159,6 +163,10 @@ final class Gate {
             let reason = error.reason
             reject(&record, status: 401, code: "invalid_token", reason: reason,
                    challenge: "Bearer error=\"invalid_token\", error_description=\"\(reason)\"")
+            return nil
+        }
+        if let unmet = settings.access.unmet(record, claims) {
+            reject(&record, status: 403, code: "forbidden", reason: "this route requires \(unmet.text)")
             return nil
         }
         var headers = [Header(Self.uidHeader, subject)]
@@ -255,7 +263,7 @@ final class Gate {
             }
         }
         record.setHeaders(keeping: kept, of: list, adding: admitted.headers)
-        record.setAnnotation(AnnotationKey.auth, .object(JSONObject([("uid", .string(admitted.subject))])))
+        if let subject = admitted.subject { record.setAnnotation(AnnotationKey.auth, .object(JSONObject([("uid", .string(subject))]))) }
         return true
     }
 
@@ -270,13 +278,18 @@ final class Gate {
     /// is present, empty when the token lacks the claim: a proxy copying a header the
     /// answer lacks may leave the client's value in place, or its own placeholder text
     /// (Caddy 2.6).
-    private func authorize(_ record: inout Record, _ admitted: (subject: String, headers: [Header])) {
-        var headers = [Header("cache-control", "no-store"), Header(Self.uidHeader, admitted.subject)]
+    private func authorize(_ record: inout Record, _ admitted: (subject: String?, headers: [Header])) {
+        // The auth route vouches for a user: an `optional` access rule cannot make it anonymous.
+        guard let subject = admitted.subject else {
+            reject(&record, status: 401, code: "unauthorized", reason: "a Bearer token is required", challenge: "Bearer")
+            return
+        }
+        var headers = [Header("cache-control", "no-store"), Header(Self.uidHeader, subject)]
         for (_, name) in settings.claimHeaders {
             headers.append(Header(name, admitted.headers.first { $0.name == name }?.value ?? ""))
         }
         record = record.response(status: 200, headers: headers)
-        record.setAnnotation(AnnotationKey.auth, .object(JSONObject([("uid", .string(admitted.subject))])))
+        record.setAnnotation(AnnotationKey.auth, .object(JSONObject([("uid", .string(subject))])))
     }
 
     /// Where the token of `Bearer <token>` starts in a header value's bytes (scheme

@@ -1,10 +1,12 @@
 import Records
+import RateLimit
 
 let usage = """
 usage: verify-jwt [--firebase-project ID | --jwks-url URL | --jwks-file FILE | --discovery-url URL | --dev-keys DIR]
                   [--issuer ISS]... [--audience AUD]... [--algorithm ALG]... [--leeway S]
                   [--public-route NAME]... [--public-prefix PATH]... [--claim-header CLAIM=HEADER]...
-                  [--auth-route NAME] [--jwks-cache DIR] [--refetch-cooldown S] [--fetch-timeout-ms MS] [--default-max-age S]
+                  [--auth-route NAME] [--access FILE] [--limits FILE]
+                  [--jwks-cache DIR] [--refetch-cooldown S] [--fetch-timeout-ms MS] [--default-max-age S]
                   [--stale-grace S] [--max-token-bytes N] [--audit-failures] [--insecure-no-verify]
 
 A filter of the record protocol (docs/protocol.md): verifies the Bearer JWT of each request
@@ -42,6 +44,11 @@ Routes and headers:
   --public-prefix PATH    a path prefix that needs no token, repeatable
   --claim-header C=H      forward claim C as header H on success, repeatable
   --auth-route NAME       the route answered for forward-auth proxies (default auth; - for none)
+  --access FILE           per-route rules: ROUTE optional (no token passes anonymously; a bad
+                          one is still 401), ROUTE require CLAIM=V | CLAIM contains V |
+                          CLAIM in {A, B} (403 forbidden naming the rule)
+  --limits FILE           apply the uid rules of this limits file to verified requests, as
+                          `limit --stage uid` would in a stage of its own (docs/limit.md)
   --audit-failures        add annotations.audit {"kind":"auth","outcome":"rejected",...} to rejections
 Key cache (fetched sets only):
   --jwks-cache DIR        shared cache directory (default $EDGEPIPE_DATA/jwks)
@@ -57,6 +64,7 @@ Environment (flags win): EDGEPIPE_FIREBASE_PROJECT, EDGEPIPE_JWKS_URL, EDGEPIPE_
   EDGEPIPE_OIDC_DISCOVERY_URL, EDGEPIPE_DEV_KEYS, EDGEPIPE_JWT_ISSUER, EDGEPIPE_JWT_AUDIENCE,
   EDGEPIPE_JWT_ALGORITHMS, EDGEPIPE_JWT_LEEWAY, EDGEPIPE_JWT_MAX_BYTES, EDGEPIPE_JWT_PUBLIC_ROUTES,
   EDGEPIPE_JWT_PUBLIC_PREFIXES, EDGEPIPE_JWT_CLAIM_HEADERS (lists comma-separated), EDGEPIPE_JWT_AUTH_ROUTE,
+  EDGEPIPE_JWT_ACCESS,
   EDGEPIPE_JWKS_CACHE, EDGEPIPE_DATA, EDGEPIPE_JWKS_COOLDOWN, EDGEPIPE_JWKS_TIMEOUT_MS,
   EDGEPIPE_JWKS_MAX_AGE, EDGEPIPE_JWKS_STALE_GRACE, EDGEPIPE_JWT_AUDIT_FAILURES,
   EDGEPIPE_JWT_INSECURE_NO_VERIFY, EDGEPIPE_ENV, EDGEPIPE_CLOCK_OFFSET, SSL_CERT_FILE, SSL_CERT_DIR.
@@ -72,10 +80,15 @@ do {
 } catch {
     Log.fatal(error.description)
 }
+let limitsPath = options.value("--limits")
 if let extra = options.rest().first { Log.fatal("unexpected argument '\(extra)' (try --help)") }
 if configuration.gate.insecureNoVerify {
     Log.error("WARNING: --insecure-no-verify: tokens are NOT verified; any client can claim any uid (EDGEPIPE_ENV=local)")
 }
 let store = configuration.source.map { KeyStore(source: $0, settings: configuration.store) }
 let gate = Gate(settings: configuration.gate, verifier: configuration.verifier, keys: store)
-FilterLoop.run { record in gate.handle(&record) }
+let limits = limitsPath.flatMap { LimitSetup.inProcess(path: $0, stage: .uid) }
+FilterLoop.run { record in
+    gate.handle(&record)
+    if let limits, !record.isResponse { limits.handle(&record) }
+}

@@ -309,7 +309,16 @@ def test_admins_from_file_and_environment_may_list(tmp_path):
 # Racing confirmations
 
 
-def test_fifty_concurrent_confirmations_for_one_subdomain_have_exactly_one_winner(svc):
+@pytest.fixture
+def unlimited(tmp_path):
+    # Fifty submissions from one address are what the default limits refuse (test_limit.py).
+    s = ReserveService(tmp_path, env={"EDGEPIPE_RESERVE_LIMITS": ""})
+    yield s
+    s.stop()
+
+
+def test_fifty_concurrent_confirmations_for_one_subdomain_have_exactly_one_winner(unlimited):
+    svc = unlimited
     emails = [f"racer{i}@example.com" for i in range(50)]
     for e in emails:
         status, _, _ = svc.submit("contested", e)

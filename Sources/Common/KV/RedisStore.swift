@@ -164,7 +164,7 @@ public final class RedisStore: KVStore, @unchecked Sendable {
     }
 
     private func entryKey(_ key: String) -> [UInt8] { entryPrefix + Array(key.utf8) }
-    private func offset() -> [UInt8] { Array(String(clockOffsetMillis()).utf8) }
+    func offset() -> [UInt8] { Array(String(clockOffsetMillis()).utf8) }
 
     private func unexpected(_ reply: RESPValue) -> KVError {
         KVError.unavailable("unexpected reply from \(location)")
@@ -177,7 +177,7 @@ public final class RedisStore: KVStore, @unchecked Sendable {
     /// is used: the pool is dropped, and a read, or a write the replica refused, is retried
     /// once on a connection found afresh through the sentinels. A write then waits (WAIT)
     /// for the required replicas; short of them it is not acknowledged.
-    private func run(_ script: RedisScript, keys: [[UInt8]], args: [[UInt8]], isWrite: Bool) throws(KVError) -> RESPValue {
+    func run(_ script: RedisScript, keys: [[UInt8]], args: [[UInt8]], isWrite: Bool) throws(KVError) -> RESPValue {
         let numKeys = Array(String(keys.count).utf8)
         let role: [[UInt8]] = [Array("ROLE".utf8)]
         var attempt = 0

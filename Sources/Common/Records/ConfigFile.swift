@@ -1,0 +1,74 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// A problem in a line-oriented configuration file, reported as `FILE:LINE: reason` (line
+/// nil for whole-file problems), the shape every tool's `--check` prints before exit 2.
+public struct ConfigError: Error, Equatable, CustomStringConvertible, Sendable {
+    public let line: Int?
+    public let reason: String
+    public init(line: Int?, _ reason: String) { self.line = line; self.reason = reason }
+    public var description: String { line.map { "line \($0): \(reason)" } ?? reason }
+    public func report(file: String) -> String { line.map { "\(file):\($0): \(reason)" } ?? "\(file): \(reason)" }
+}
+
+/// One meaningful line of a configuration file: its number and its whitespace-separated
+/// fields, a `#` field and everything after it dropped.
+public struct ConfigLine: Sendable {
+    public let number: Int
+    public let fields: [String]
+    public init(number: Int, fields: [String]) { self.number = number; self.fields = fields }
+}
+
+public enum ConfigFile {
+    /// The meaningful lines of `bytes`: blank and comment lines skipped, CRLF accepted,
+    /// invalid UTF-8 refused with its line number.
+    public static func lines(_ bytes: [UInt8]) throws(ConfigError) -> [ConfigLine] {
+        var out: [ConfigLine] = []
+        try eachLine(bytes) { number, text throws(ConfigError) in
+            var fields: [String] = []
+            for field in text.split(whereSeparator: { $0 == " " || $0 == "\t" }) {
+                if field.hasPrefix("#") { break }
+                fields.append(String(field))
+            }
+            if !fields.isEmpty { out.append(ConfigLine(number: number, fields: fields)) }
+        }
+        return out
+    }
+
+    /// Each line of `bytes` with its number (from 1), CRLF accepted, invalid UTF-8 refused.
+    public static func eachLine(_ bytes: [UInt8], _ body: (Int, String) throws(ConfigError) -> Void) throws(ConfigError) {
+        var number = 0
+        var start = 0
+        while start <= bytes.count {
+            var end = start
+            while end < bytes.count && bytes[end] != 0x0A { end += 1 }
+            number += 1
+            var line = bytes[start..<end]
+            if line.last == 0x0D { line = line.dropLast() }
+            guard let text = validUTF8String(line) else { throw ConfigError(line: number, "not valid UTF-8") }
+            try body(number, text)
+            if end == bytes.count { break }
+            start = end + 1
+        }
+    }
+
+    public static func lines(_ text: String) throws(ConfigError) -> [ConfigLine] { try lines(Array(text.utf8)) }
+
+    /// The meaningful lines of the file at `path`; `what` names it in the error.
+    public static func load(path: String, what: String) throws(ConfigError) -> [ConfigLine] {
+        guard let bytes = readFile(path, limit: 4 << 20) else {
+            throw ConfigError(line: nil, "cannot read the \(what): \(errnoText())")
+        }
+        return try lines(bytes)
+    }
+
+    /// A rule's route: `*` or a route name as `route` accepts it.
+    public static func isRouteName(_ s: String) -> Bool {
+        s == "*" || (!s.isEmpty && s.utf8.allSatisfy { b in
+            (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A) || b == 0x2D || b == 0x5F || b == 0x2E
+        })
+    }
+}
