@@ -4,21 +4,19 @@ import KV
 /// The filter as configured by options and environment. Files are read here, once per
 /// process, i.e. once per connection: an edited blocklist applies to the next connection.
 extension ReserveFilter {
-    static func configured(_ options: inout Options) -> ReserveFilter {
-        let storePath = options.value("--store", env: "EDGEPIPE_KV") ?? environment("EDGEPIPE_DATA").map { $0 + "/kv" }
-        let blocklistPath = options.value("--blocklist", env: "EDGEPIPE_RESERVE_BLOCKLIST")
-        let pagePath = options.value("--page", env: "EDGEPIPE_RESERVE_PAGE")
-        let adminsPath = options.value("--admins", env: "EDGEPIPE_RESERVE_ADMINS_FILE")
-        let sendmail = options.value("--sendmail", env: "EDGEPIPE_RESERVE_SENDMAIL")
-        let outbox = options.value("--outbox", env: "EDGEPIPE_RESERVE_OUTBOX")
-            ?? environment("EDGEPIPE_DATA").map { $0 + "/reserve/outbox" }
+    static func configured(_ options: ParsedOptions) -> ReserveFilter {
+        let storePath = options.value("--store") ?? dataPath("kv")
+        let blocklistPath = options.value("--blocklist")
+        let pagePath = options.value("--page")
+        let adminsPath = options.value("--admins")
+        let sendmail = options.value("--sendmail")
+        let outbox = options.value("--outbox") ?? dataPath("reserve/outbox")
         var settings = ReservationSettings()
-        settings.baseURL = options.value("--base-url", env: "EDGEPIPE_RESERVE_BASE_URL") ?? settings.baseURL
-        settings.mailFrom = options.value("--mail-from", env: "EDGEPIPE_RESERVE_MAIL_FROM") ?? settings.mailFrom
-        settings.tokenTTL = options.int("--token-ttl", env: "EDGEPIPE_RESERVE_TOKEN_TTL", default: settings.tokenTTL)
-        settings.grace = options.int("--grace", env: "EDGEPIPE_RESERVE_GRACE", default: settings.grace)
-        let timeout = options.int("--sendmail-timeout", env: "EDGEPIPE_RESERVE_SENDMAIL_TIMEOUT_MS", default: 10_000)
-        if let extra = options.rest().first { Log.fatal("unexpected argument '\(extra)' (try --help)") }
+        settings.baseURL = options.value("--base-url") ?? settings.baseURL
+        settings.mailFrom = options.value("--mail-from") ?? settings.mailFrom
+        settings.tokenTTL = options.int("--token-ttl", default: settings.tokenTTL)
+        settings.grace = options.int("--grace", default: settings.grace)
+        let timeout = options.int("--sendmail-timeout", default: 10_000)
 
         guard settings.tokenTTL > 0 else { Log.fatal("--token-ttl must be positive") }
         guard settings.grace > 0 else { Log.fatal("--grace must be positive") }

@@ -1,5 +1,4 @@
 import Records
 
-var options = Options(program: "reserve", usage: Usage.text)
-let filter = ReserveFilter.configured(&options)
+let filter = ReserveFilter.configured(Usage.options.parse())
 FilterLoop.run { filter.handle(&$0) }

@@ -5,7 +5,7 @@
 extension RedisStore {
     /// KEYS: the key's TAT. ARGV: offset (ms, as every script of the store), interval (µs), tolerance (µs).
     /// Returns {1, tat - now} after an allowed request (the new TAT), {0, tat - now} when refused.
-    static let gcra = RedisScript("""
+    static let gcra = RedisScript(flags: nil, """
         if redis.replicate_commands then redis.replicate_commands() end
         local t = redis.call('TIME')
         local now = tonumber(t[1]) * 1000000 + tonumber(t[2]) + tonumber(ARGV[1]) * 1000

@@ -16,7 +16,7 @@ public struct LimitSetup {
             filter = LimitFilter(rules: [], backend: NoLimits(), counters: nil)
             return
         }
-        guard let path = table ?? environment("EDGEPIPE_LIMIT_TABLE") ?? environment("EDGEPIPE_DATA").map({ $0 + "/limit.slots" }) else {
+        guard let path = table ?? environment("EDGEPIPE_LIMIT_TABLE") ?? dataPath("limit.slots") else {
             throw Failed(description: "no rate-limit table: set --table or EDGEPIPE_LIMIT_TABLE (or EDGEPIPE_DATA)")
         }
         let local: RateTable
