@@ -17,7 +17,7 @@ enum Usage {
         the spill file, and the next successful append records a {"kind":"gap"} line.
         """,
         options: [
-            logFile,
+            Self.logFile,
             .value("--spill", "PATH", env: "EDGEPIPE_AUDIT_SPILL",
                    "where entries go when the log cannot be written (default PATH.spill)"),
             .value("--head", "PATH", "lock file holding the last seq and hash, which links a rotated\n"
@@ -71,16 +71,17 @@ enum Usage {
             .list("--uid", "U", "entries of this uid"),
             .list("--type", "T", "entries of this event_type"),
             .list("--outcome", "O", "entries with this outcome"),
-            .list("--kind", "K", "entries of this kind (e.g. gap)"),
+            .list("--kind", "K", "entries of this kind (stripe, gap, ...)"),
             .list("--event", "ID", "entries with this event_id"),
             .list("--request-id", "ID", "entries with this request_id"),
             .value("--since", "TIME", "entries at or after TIME"),
             .value("--until", "TIME", "entries before TIME"),
-            logFile,
+            Self.logFile,
         ],
         variables: [.init("EDGEPIPE_DATA", "the audit log defaults to $EDGEPIPE_DATA/audit/audit.log")],
         arguments: "FILE...",
         epilogue: "exit status: 0; 2 on bad options or an unreadable file.")
 
-    static let commands = CommandTable(program: "audit", commands: [("verify", verify), ("query", query)], otherwise: filter)
+    static let commands = CommandTable(program: "audit", commands: [("verify", Self.verify), ("query", Self.query)],
+                                        otherwise: Self.filter)
 }

@@ -18,19 +18,8 @@ case "dev":
     guard let directory = options.value("--dev-keys") ?? dataPath("dev-keys") else {
         Log.fatal("no dev key directory: give --dev-keys or set EDGEPIPE_DEV_KEYS or EDGEPIPE_DATA")
     }
-    var claims: [(String, JSON)] = []
-    for (item, isJSON) in plain.map({ ($0, false) }) + json.map({ ($0, true) }) {
-        let parts = item.split(separator: "=", maxSplits: 1)
-        guard parts.count == 2, !parts[0].isEmpty else { Log.fatal("--claim wants NAME=VALUE, got '\(item)'") }
-        let name = String(parts[0])
-        guard !DevKeys.reservedClaims.contains(name) else { Log.fatal("--claim cannot set \(name)") }
-        if isJSON {
-            guard let value = try? JSONReader.parse(String(parts[1])) else { Log.fatal("--claim-json \(name): not JSON") }
-            claims.append((name, value))
-        } else {
-            claims.append((name, .string(String(parts[1]))))
-        }
-    }
+    let claims: [(String, JSON)]
+    do { claims = try DevKeys.extraClaims(strings: plain, json: json) } catch { Log.fatal(error.description) }
     if !init_ {
         guard let uid else { Log.fatal("dev needs --uid (try --help)") }
         guard ClaimsPolicy.isValidSubject(uid) else { Log.fatal("--uid must be 1-128 characters without control characters") }

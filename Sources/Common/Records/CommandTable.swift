@@ -36,9 +36,18 @@ public struct CommandTable: Sendable {
             FileOutput.writeAll(1, Array(usage.utf8))
             exit(0)
         }
-        if let otherwise { return (nil, otherwise.parse(arguments)) }
+        do { return try read(arguments) } catch { Log.fatal("\(error.description) (try --help)") }
+    }
+
+    /// `parse` without the exits, for tests.
+    public func read(_ arguments: [String], env: @escaping @Sendable (String) -> String? = { environment($0) })
+        throws(OptionError) -> (command: String?, options: ParsedOptions) {
+        if let first = arguments.first, let command = commands.first(where: { $0.name == first }) {
+            return (first, try command.table.read(Array(arguments.dropFirst()), env: env))
+        }
+        if let otherwise { return (nil, try otherwise.read(arguments, env: env)) }
         let names = commands.map(\.name).joined(separator: " or ")
-        guard let first = arguments.first, !first.hasPrefix("-") else { Log.fatal("missing command: \(names) (try --help)") }
-        Log.fatal("unknown command '\(first)' (try --help)")
+        guard let first = arguments.first, !first.hasPrefix("-") else { throw OptionError("missing command: \(names)") }
+        throw OptionError("unknown command '\(first)'")
     }
 }
