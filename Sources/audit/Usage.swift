@@ -82,6 +82,11 @@ enum Usage {
         arguments: "FILE...",
         epilogue: "exit status: 0; 2 on bad options or an unreadable file.")
 
-    static let commands = CommandTable(program: "audit", commands: [("verify", Self.verify), ("query", Self.query)],
-                                        otherwise: Self.filter)
+    static let commands = CommandTable(program: "audit", commands: ["verify", "query"], otherwise: true) { command in
+        switch command {
+        case "verify": return Usage.verify
+        case "query": return Usage.query
+        default: return Usage.filter
+        }
+    }
 }

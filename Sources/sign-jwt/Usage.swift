@@ -49,5 +49,7 @@ enum Usage {
     Details: docs/sign-jwt.md
     """
 
-    static let commands = CommandTable(program: "sign-jwt", commands: [("dev", dev), ("service-account", serviceAccount)])
+    static let commands = CommandTable(program: "sign-jwt", commands: ["dev", "service-account"]) { command in
+        command == "dev" ? Usage.dev : Usage.serviceAccount
+    }
 }
