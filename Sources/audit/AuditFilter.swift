@@ -20,9 +20,8 @@ struct AuditFilter {
     }
 
     /// The log path: --file, else EDGEPIPE_AUDIT_FILE, else $EDGEPIPE_DATA/audit/audit.log.
-    static func logPath(_ options: inout Options) -> String {
-        if let file = options.value("--file", env: "EDGEPIPE_AUDIT_FILE") { return file }
-        if let data = environment("EDGEPIPE_DATA") { return data + "/audit/audit.log" }
+    static func logPath(_ options: ParsedOptions) -> String {
+        if let path = options.value("--file") ?? dataPath("audit/audit.log") { return path }
         Log.fatal("no audit file: give --file, EDGEPIPE_AUDIT_FILE or EDGEPIPE_DATA")
     }
 }

@@ -109,8 +109,7 @@ enum QueryCommand {
     static let fieldOptions = [("--uid", "uid"), ("--type", "event_type"), ("--outcome", "outcome"),
                                ("--kind", "kind"), ("--event", "event_id"), ("--request-id", "request_id")]
 
-    static func main(_ arguments: [String]) -> Never {
-        var options = Options(program: "audit query", usage: Usage.text, arguments: arguments)
+    static func main(_ options: ParsedOptions) -> Never {
         var matcher = EntryMatcher()
         for (option, field) in fieldOptions {
             let values = options.values(option)
@@ -124,11 +123,7 @@ enum QueryCommand {
                 matcher[keyPath: keyPath] = ms
             }
         }
-        let explicitFile = options.value("--file")
-        var files = options.rest()
-        if files.isEmpty {
-            if let explicitFile { files = [explicitFile] } else { files = [AuditFilter.logPath(&options)] }
-        }
+        let files = options.positional.isEmpty ? [AuditFilter.logPath(options)] : options.positional
         var out: [UInt8] = []
         for file in files {
             let fd = file == "-" ? 0 : open(file, O_RDONLY | O_CLOEXEC)

@@ -21,15 +21,14 @@ enum VerifyCommand {
         case broken(String)
     }
 
-    static func main(_ arguments: [String]) -> Never {
-        var options = Options(program: "audit verify", usage: Usage.text, arguments: arguments)
+    static func main(_ options: ParsedOptions) -> Never {
         var s = Settings()
         s.fromStart = options.flag("--from-start")
         s.useHead = !options.flag("--no-head")
         s.checkSpill = !options.flag("--no-spill")
         s.head = options.value("--head")
         s.spill = options.value("--spill")
-        s.files = options.rest()
+        s.files = options.positional
         if s.files.isEmpty { Log.fatal("verify needs at least one FILE (oldest first)") }
         let result = run(s)
         switch result {

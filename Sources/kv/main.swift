@@ -6,24 +6,17 @@ import Musl
 import Records
 import KV
 
-var options = Options(program: "kv", usage: usage)
-let location = options.value("--store", env: "EDGEPIPE_KV") ?? environment("EDGEPIPE_DATA").map { $0 + "/kv" }
-// Two parallel arrays, not a [String: String]: a Dictionary's generic metadata and
-// conformance look-ups cost more than the rest of `kv serve`'s start.
-var givenNames: [String] = [], givenValues: [String] = []
-for name in ["--ttl", "--expires-at", "--metadata", "--version", "--prefix", "--limit", "--cursor", "--route", "--grace"] {
-    if let v = options.value(name) { givenNames.append(name); givenValues.append(v) }
-}
-let entryFlag = options.flag("--entry")
+let options = KVOptions.table.parse()
 let command: KVCommand
 do {
-    command = try KVCommand.parse(positional: options.rest(), option: { name in givenNames.firstIndex(of: name).map { givenValues[$0] } },
-                                  flag: { $0 == "--entry" && entryFlag },
-                                  stdin: { readStandardInput() }, now: Clock.now())
+    command = try KVCommand.parse(positional: options.positional, option: { options.value($0) },
+                                  flag: { options.flag($0) }, stdin: { readStandardInput() }, now: Clock.now())
 } catch {
     Log.fatal(error.message)
 }
-guard let location else { Log.fatal("no store: pass --store DIR or set EDGEPIPE_KV or EDGEPIPE_DATA") }
+guard let location = options.value("--store") ?? dataPath("kv") else {
+    Log.fatal("no store: pass --store DIR or set EDGEPIPE_KV or EDGEPIPE_DATA")
+}
 
 if case .serve(let route, let grace) = command {
     let store: SubscriptionRead.StoreOpening

@@ -70,5 +70,24 @@ struct DevKeys {
     }
 
     /// Claims `--claim` may not set: the ones the verifier checks.
+    /// `--claim NAME=VALUE` (a string) and `--claim-json NAME=JSON` items as claims, the
+    /// strings first; the claims `mint` sets itself cannot be given.
+    static func extraClaims(strings: [String], json: [String]) throws(OptionError) -> [(String, JSON)] {
+        var claims: [(String, JSON)] = []
+        for (item, isJSON) in strings.map({ ($0, false) }) + json.map({ ($0, true) }) {
+            let parts = item.split(separator: "=", maxSplits: 1)
+            guard parts.count == 2, !parts[0].isEmpty else { throw OptionError("--claim wants NAME=VALUE, got '\(item)'") }
+            let name = String(parts[0])
+            guard !reservedClaims.contains(name) else { throw OptionError("--claim cannot set \(name)") }
+            if isJSON {
+                guard let value = try? JSONReader.parse(String(parts[1])) else { throw OptionError("--claim-json \(name): not JSON") }
+                claims.append((name, value))
+            } else {
+                claims.append((name, .string(String(parts[1]))))
+            }
+        }
+        return claims
+    }
+
     static let reservedClaims: Set<String> = ["iss", "aud", "sub", "iat", "exp", "nbf", "auth_time"]
 }

@@ -36,6 +36,19 @@ public struct OptionSpec: Sendable {
         OptionSpec(name: name, aliases: [], kind: .list(placeholder), environment: env, help: help)
     }
 
+    /// An environment variable for `OptionTable.variables`.
+    public init(_ variable: String, _ help: String) {
+        self.init(name: variable, aliases: [], kind: .flag, environment: nil, help: help)
+    }
+
+    init(name: String, aliases: [String], kind: Kind, environment: String?, help: String) {
+        self.name = name
+        self.aliases = aliases
+        self.kind = kind
+        self.environment = environment
+        self.help = help
+    }
+
     var takesValue: Bool { kind != .flag }
 
     /// `--name PLACEHOLDER`, as the usage and the docs write it.
@@ -58,14 +71,10 @@ public struct OptionError: Error, CustomStringConvertible, Sendable {
 /// against it: `--help` prints `usage` and exits 0; an unknown option, a missing value or
 /// an argument where none is expected exits 2 with a one-line reason.
 public struct OptionTable: Sendable {
-    public struct Variable: Sendable {
-        public let name: String
-        public let help: String
-        public init(_ name: String, _ help: String) {
-            self.name = name
-            self.help = help
-        }
-    }
+    /// An environment variable read besides the options' own: an `OptionSpec` with a name
+    /// and a help text only, so that a table holds one array type (each array type of its
+    /// own costs a metadata instantiation at every start).
+    public typealias Variable = OptionSpec
 
     public let program: String
     /// What follows "usage: " (one entry a line), e.g. "route --table FILE [--check]".
@@ -92,7 +101,16 @@ public struct OptionTable: Sendable {
     }
 
     public func spec(_ name: String) -> OptionSpec? {
-        options.first { $0.name == name || $0.aliases.contains(name) }
+        index(of: name).map { options[$0] }
+    }
+
+    /// An index, not an `OptionSpec?`: the parser works with `Int`s and `String`s only,
+    /// whose generic metadata the runtime has prespecialised; an `Optional<OptionSpec>` or
+    /// an array of tuples costs a metadata instantiation at every start (`kv serve`,
+    /// each filter once per connection).
+    func index(of name: String) -> Int? {
+        for i in options.indices where options[i].name == name || options[i].aliases.contains(name) { return i }
+        return nil
     }
 
     /// The `--help` text, generated from the declaration.
@@ -142,7 +160,9 @@ public struct OptionTable: Sendable {
 
     /// `parse` without the exits, for tests and for tools that report differently.
     public func read(_ arguments: [String], env: @escaping @Sendable (String) -> String? = { environment($0) }) throws(OptionError) -> ParsedOptions {
-        var given: [(String, String?)] = []
+        // Parallel arrays of prespecialised types (see `index(of:)`); a flag's value is "".
+        var givenOptions: [Int] = []
+        var givenValues: [String] = []
         var positional: [String] = []
         var i = 0
         var literal = false
@@ -162,71 +182,77 @@ public struct OptionTable: Sendable {
             } else {
                 name = a
             }
-            guard let spec = spec(name) else { throw OptionError("unknown option \(name)") }
-            if spec.takesValue {
+            guard let n = index(of: name) else { throw OptionError("unknown option \(name)") }
+            if options[n].takesValue {
                 if inline == nil {
                     guard i < arguments.count else { throw OptionError("\(name) needs a value") }
                     inline = arguments[i]
                     i += 1
                 }
-                given.append((spec.name, inline))
+                givenOptions.append(n)
+                givenValues.append(inline ?? "")
             } else {
                 guard inline == nil else { throw OptionError("\(name) takes no value") }
-                given.append((spec.name, nil))
+                givenOptions.append(n)
+                givenValues.append("")
             }
         }
         if self.arguments == nil, let first = positional.first { throw OptionError("unexpected argument '\(first)'") }
-        return ParsedOptions(table: self, given: given, positional: positional, env: env)
+        return ParsedOptions(table: self, givenOptions: givenOptions, givenValues: givenValues, positional: positional, env: env)
     }
 }
 
 /// What a command line said, with each option's environment variable behind it.
 public struct ParsedOptions: Sendable {
     public let table: OptionTable
-    private let given: [(String, String?)]
+    /// The options given, in order, as indices into `table.options`, beside their values.
+    private let givenOptions: [Int]
+    private let givenValues: [String]
     public let positional: [String]
     private let env: @Sendable (String) -> String?
 
-    init(table: OptionTable, given: [(String, String?)], positional: [String], env: @escaping @Sendable (String) -> String?) {
+    init(table: OptionTable, givenOptions: [Int], givenValues: [String], positional: [String],
+         env: @escaping @Sendable (String) -> String?) {
         self.table = table
-        self.given = given
+        self.givenOptions = givenOptions
+        self.givenValues = givenValues
         self.positional = positional
         self.env = env
     }
 
-    private func declared(_ name: String) -> OptionSpec {
-        guard let spec = table.spec(name) else { preconditionFailure("\(table.program): \(name) is not in the option table") }
-        return spec
+    private func declared(_ name: String) -> Int {
+        guard let n = table.index(of: name) else { preconditionFailure("\(table.program): \(name) is not in the option table") }
+        return n
     }
 
     /// Whether the option is on the command line.
     public func isGiven(_ name: String) -> Bool {
-        let spec = declared(name)
-        return given.contains { $0.0 == spec.name }
+        givenOptions.contains(declared(name))
     }
 
     /// The last value given, else the environment variable's.
     public func value(_ name: String) -> String? {
-        let spec = declared(name)
-        if let last = given.last(where: { $0.0 == spec.name }) { return last.1 }
-        return spec.environment.flatMap(env)
+        let n = declared(name)
+        if let last = givenOptions.lastIndex(of: n) { return givenValues[last] }
+        return table.options[n].environment.flatMap(env)
     }
 
     /// Every value given, in order; else the environment variable's comma-separated items,
     /// trimmed, without empty ones.
     public func values(_ name: String) -> [String] {
-        let spec = declared(name)
-        let fromArguments = given.compactMap { $0.0 == spec.name ? $0.1 : nil }
+        let n = declared(name)
+        var fromArguments: [String] = []
+        for i in givenOptions.indices where givenOptions[i] == n { fromArguments.append(givenValues[i]) }
         if !fromArguments.isEmpty { return fromArguments }
-        guard let variable = spec.environment, let text = env(variable) else { return [] }
+        guard let variable = table.options[n].environment, let text = env(variable) else { return [] }
         return ParsedOptions.commaSeparated(text)
     }
 
     /// On the command line, or its variable set to 1, true, yes or on.
     public func flag(_ name: String) -> Bool {
-        let spec = declared(name)
-        if given.contains(where: { $0.0 == spec.name }) { return true }
-        guard let variable = spec.environment, let v = env(variable) else { return false }
+        let n = declared(name)
+        if givenOptions.contains(n) { return true }
+        guard let variable = table.options[n].environment, let v = env(variable) else { return false }
         return ["1", "true", "yes", "on"].contains(v.lowercased())
     }
 
