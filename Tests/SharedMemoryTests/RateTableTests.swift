@@ -37,6 +37,15 @@ final class RateTableTests: XCTestCase {
         XCTAssertEqual(accepted, 520, accuracy: 1)
     }
 
+    func test_a_late_reader_never_resets_a_busy_key() {
+        // Another process kept the key busy up to its full burst at t = 10 s; this process read
+        // the clock 2 s earlier and was descheduled. It must be refused, not given a new burst.
+        let rate = GCRA(count: 100, periodSeconds: 1, burst: 50)
+        let busyTAT = 10_000_000 + rate.tolerance + rate.interval
+        let late = rate.decide(tat: busyTAT, now: 8_000_000)
+        XCTAssertFalse(late.allowed)
+    }
+
     func test_a_clock_that_went_back_does_not_lock_a_key_out() {
         let rate = GCRA(count: 1, periodSeconds: 60, burst: 1)
         XCTAssertTrue(rate.decide(tat: Int64.max / 2, now: 1_000).allowed)

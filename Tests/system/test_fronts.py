@@ -47,8 +47,9 @@ class RecordingBin:
             if entry.is_file() and os.access(entry, os.X_OK):
                 (self.path / entry.name).symlink_to(entry)
         prefix = f"{tag} " if tag else ""
-        # `http-decode --incoming-cpu` (pipelines/connection's pinning) is not a pipeline start.
-        self._wrap("http-decode", f'[ "$1" = --incoming-cpu ] || echo "{prefix}$$ $EDGEPIPE_PIPELINE" >> {self.starts}\n'
+        # `http-decode --incoming-cpu` (pipelines/connection's pinning) and `http-decode --check`
+        # (pipelines/serve's start-up check of the limits) are not pipeline starts.
+        self._wrap("http-decode", f'case "$1" in --incoming-cpu|--check) ;; *) echo "{prefix}$$ $EDGEPIPE_PIPELINE" >> {self.starts} ;; esac\n'
                                   f'exec {BIN}/http-decode "$@"\n')
         # tee writes each read at once (coreutils tee does not buffer), so records arrive in time.
         self._wrap("route", f'tee -a {self.records} | exec {BIN}/route "$@"\n')

@@ -900,8 +900,8 @@ def test_fifty_confirmations_through_two_reservation_services_sharing_redis_have
     from test_reserve import ReserveService
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
-    services = [ReserveService(tmp_path / "a", env={"EDGEPIPE_KV": redis.url}),
-                ReserveService(tmp_path / "b", env={"EDGEPIPE_KV": redis.url})]
+    services = [ReserveService(tmp_path / "a", env={"EDGEPIPE_KV": redis.url, "EDGEPIPE_RESERVE_LIMITS": ""}),
+                ReserveService(tmp_path / "b", env={"EDGEPIPE_KV": redis.url, "EDGEPIPE_RESERVE_LIMITS": ""})]
     try:
         emails = [f"racer{i}@example.com" for i in range(50)]
         for i, e in enumerate(emails):

@@ -28,10 +28,18 @@ public struct GCRA: Sendable, Equatable {
         public let reset: Int64
     }
 
+    /// How far a process's `now` may lag the TAT other processes wrote before the TAT counts
+    /// as a clock that went back. A process reads the clock, may then be descheduled, and
+    /// decides later: without this margin, its stale `now` would make a busy key's TAT look
+    /// impossible and reset the key to a fresh burst (measured: 751 accepted for 550 allowed
+    /// with 16 connections on a loaded machine).
+    public static let clockSlack: Int64 = 10_000_000
+
     public func decide(tat: Int64, now: Int64) -> Decision {
-        // A TAT far beyond what any sequence of allowed requests can reach means the clock
-        // went back (or the slot is garbage): start the key afresh rather than lock it out.
-        let base = (tat < now || tat > now + tolerance + interval) ? now : tat
+        // A TAT far beyond what any sequence of allowed requests can reach, even from a
+        // late reader, means the clock went back (or the slot is garbage): start the key
+        // afresh rather than lock it out.
+        let base = (tat < now || tat > now + tolerance + interval + Self.clockSlack) ? now : tat
         if base - now > tolerance { return decision(allowed: false, ahead: base - now, newTAT: tat) }
         let next = base + interval
         return decision(allowed: true, ahead: next - now, newTAT: next)
@@ -113,7 +121,9 @@ public final class RateTable: @unchecked Sendable {
     public func acquire(_ key: UInt64, _ rate: GCRA, now: Int64) -> GCRA.Decision {
         let first = Self.header + Int(key % UInt64(buckets)) * ways * 2
         let tag = Int64(bitPattern: key)
-        for _ in 0..<8 {
+        // Each lost race means another process's update landed, so the loop makes progress;
+        // the bound only keeps a pathological schedule from spinning.
+        for _ in 0..<64 {
             if let entry = find(tag, first) {
                 if let d = update(entry + 1, rate, now: now) { return d }
                 continue
@@ -122,8 +132,8 @@ public final class RateTable: @unchecked Sendable {
                 if let d = update(entry + 1, rate, now: now) { return d }
             }
         }
-        // Eight lost races in a row on one key: let it through rather than spin.
-        return rate.decide(tat: 0, now: now)
+        // Still losing: refuse rather than admit a request the shared state has not counted.
+        return rate.decision(allowed: false, ahead: rate.tolerance + rate.interval)
     }
 
     private func find(_ tag: Int64, _ first: Int) -> Int? {
