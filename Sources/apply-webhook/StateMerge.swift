@@ -30,11 +30,12 @@ struct SubscriptionRecord: Equatable {
         }
     }
 
-    /// The fields a reader sees; an event that changes none of them is `stale`.
-    var fields: [JSON] {
-        [.string(status.rawValue), plan.map { .string($0) } ?? .null, customer.map { .string($0) } ?? .null,
-         trialEnd.map { JSON($0) } ?? .null, .bool(cancelAtPeriodEnd), periodSnapshot.map { JSON($0) } ?? .null,
-         paidThrough.map { JSON($0) } ?? .null]
+    /// The fields and the clocks that set them: an event that changes none of them (it
+    /// was newer for no field) is `stale`.
+    var fields: JSON {
+        var r = self
+        r.since = nil; r.last = nil
+        return r.json
     }
 
     /// Per-field last-writer-wins by EventClock: a max over a total order, so the record a
