@@ -60,11 +60,11 @@ struct WebhookProcessor {
                 return invalid(400, "invalid_signature", error.message, check: error.check.rawValue)
             }
         }
+        // A body that is not JSON (or is ambiguous: duplicate keys, too deep) is no event
+        // Stripe sends: refused. Any JSON it does send is acknowledged (apply(json:)).
         let value: JSON
         do { value = try JSONReader.parse(body) } catch {
-            // Signed (or trusted) but not JSON: nothing to apply, and a 4xx would only make
-            // Stripe retry it for three days.
-            return ignored(nil, "the payload is not JSON: \(error)")
+            return invalid(400, "invalid_payload", "invalid JSON payload: \(error)")
         }
         return apply(json: value)
     }

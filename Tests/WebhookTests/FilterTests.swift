@@ -83,16 +83,14 @@ final class FilterTests: XCTestCase {
         XCTAssertEqual(body(out)?["check"], "timestamp_outside_tolerance")
     }
 
-    // A correctly signed body comes from Stripe: a 4xx would only make it retry for
-    // three days, so whatever its shape it is acknowledged and audited `ignored`.
-    func testAValidSignatureOverInvalidJSONIsAcknowledgedAndIgnored() {
+    func testAValidSignatureOverInvalidJSONIsAParseError() {
         let out = run(signed(Array("this is not valid JSON".utf8)))
-        XCTAssertEqual(out.status, 200)
-        XCTAssertEqual(body(out), ["received": true])
-        XCTAssertEqual(out.annotation(AnnotationKey.audit)?["outcome"], "ignored")
-        XCTAssertEqual(out.annotation(AnnotationKey.audit)?["reason"]?.string?.hasPrefix("the payload is not JSON"), true)
+        XCTAssertEqual(out.status, 400)
+        XCTAssertEqual(body(out)?["error"], "invalid_payload")
+        XCTAssertEqual(out.annotation(AnnotationKey.audit)?["outcome"], "invalid")
     }
 
+    // Any JSON Stripe signs is acknowledged: a 4xx would only make it retry for three days.
     func testAValidSignatureOverJSONThatIsNotASnapshotEventIsAcknowledgedAndIgnored() {
         let out = run(signed(Array("{\"id\":\"evt_1\"}".utf8)))
         XCTAssertEqual(out.status, 200)
