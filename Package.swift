@@ -9,7 +9,7 @@ import PackageDescription
 //   Net             stream sockets (TCP, Unix), TLS, the HTTP/1.1 client           -> Records, Crypto
 //   JWT             compact JWS, key sets, claims                                  -> Records, Crypto
 //   KV              the store protocol: a directory, or Redis                      -> Records, Crypto, Net
-//   Subscriptions   what a user's subscription state is, and how events change it  -> Records
+//   Subscriptions   what a user's subscription state is, and how events change it  -> Records, KV
 //
 // Code that one tool alone needs lives in that tool's folder. No library imports
 // Foundation, so filters start in about a millisecond; release builds are linked
@@ -27,7 +27,8 @@ let package = Package(
         .target(name: "Net", dependencies: ["Records", "Crypto", "COpenSSL"], path: "Sources/Common/Net"),
         .target(name: "JWT", dependencies: ["Records", "Crypto"], path: "Sources/Common/JWT"),
         .target(name: "KV", dependencies: ["Records", "Crypto", "Net"], path: "Sources/Common/KV"),
-        .target(name: "Subscriptions", dependencies: ["Records"], path: "Sources/Common/Subscriptions"),
+        // KV for KVKeyPart: SubscriptionState.key is the one place the reader and the writer build a user's key.
+        .target(name: "Subscriptions", dependencies: ["Records", "KV"], path: "Sources/Common/Subscriptions"),
 
         .executableTarget(name: "http-decode", dependencies: ["Records"]),
         .executableTarget(name: "http-encode", dependencies: ["Records"]),

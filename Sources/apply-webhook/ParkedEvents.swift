@@ -1,4 +1,5 @@
-import Common
+import Records
+import KV
 
 /// `apply-webhook --pending list|purge`: the events parked under `pending/` because no
 /// user is known for their customer yet (an account shared with other products parks

@@ -1,6 +1,9 @@
 import XCTest
 import Foundation
-import Common
+import Records
+import Crypto
+import KV
+import Subscriptions
 @testable import apply_webhook
 
 /// The per-subscription state on the real engines: the directory store and Redis

@@ -1,5 +1,8 @@
 import XCTest
-import Common
+import Records
+import Crypto
+import KV
+import Subscriptions
 @testable import apply_webhook
 
 /// Ids at Stripe's limits and the shapes real Stripe payloads take (issue 19, items 2, 3).

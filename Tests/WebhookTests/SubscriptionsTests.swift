@@ -1,5 +1,8 @@
 import XCTest
-import Common
+import Records
+import Crypto
+import KV
+import Subscriptions
 @testable import apply_webhook
 
 /// Users with several subscriptions, and stored state that must not depend on the order

@@ -5,6 +5,8 @@
 // id is stored under a fixed-length digest instead, so no id Stripe can send makes a key
 // the store refuses (which would fail the event on every retry). docs/kv.md, "Long ids".
 
+import Crypto
+
 public enum KVKeyPart {
     /// What a hashed part starts with. An id that itself starts with it is hashed too, so
     /// a verbatim id can never equal the hashed form of another.

@@ -1,4 +1,5 @@
 import Records
+import KV
 // The contract between the writer of subscription state (apply-webhook) and its reader
 // (kv serve): one key per user, `sub/<uid>`, holding this document as its value.
 // Both sides encode and decode through this type so the layout lives in one place
