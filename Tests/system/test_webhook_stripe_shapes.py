@@ -342,3 +342,36 @@ def test_on_redis_the_switch_and_long_ids_store_what_the_directory_stores(tmp_pa
         assert read_subscription(server.url, LONG_UID)["stored_status"] == "active"
     finally:
         server.kill()
+
+
+# --- over the real service (pipelines/serve on loopback) --------------------------------------
+
+def test_over_http_long_ids_and_thin_events_get_200_once_and_the_user_reads_back(tmp_path):
+    from conftest import Service
+    from test_faults import deliver, outcomes, read_subscription
+    svc = Service(tmp_path)
+    try:
+        now = int(time.time())
+        long_checkout = envelope("evt_1HttpLong", "checkout.session.completed", now,
+                                 checkout_session("cs_http", "cus_Http", "sub_Http", LONG_UID, plan="pro"))
+        meta = envelope("evt_1HttpMeta", "customer.subscription.created", now,
+                        sub_object("sub_HttpMeta", "cus_HttpMeta", "active", now, now + MONTH,
+                                   metadata={"uid": METADATA_UID}))
+        thin = {"id": "evt_test_65HttpThin", "object": "v2.core.event", "type": "v1.billing.meter.no_meter_found",
+                "livemode": False, "created": "2025-06-01T10:00:00.000Z", "related_object": None}
+        for event in (long_checkout, meta, thin, long_checkout, meta):   # the last two: Stripe's retries
+            assert deliver(svc, event) == (200, {"received": True})
+        assert outcomes(svc, "evt_1HttpLong") == ["applied", "duplicate"]
+        assert outcomes(svc, "evt_1HttpMeta") == ["applied", "duplicate"]
+        assert outcomes(svc, thin["id"]) == ["ignored"]
+        # A token carries a uid of at most 128 UTF-16 units (Firebase's limit, verify-jwt's):
+        # 64 emoji, read back through a real token. (Longer uids, which only Stripe's fields
+        # can hold, are read back by `kv serve` in the tests above.)
+        firebase_uid = "🦄" * 64
+        checkout = envelope("evt_1HttpFirebase", "checkout.session.completed", now,
+                            checkout_session("cs_fb", "cus_Fb", "sub_Fb", firebase_uid, plan="pro"))
+        assert deliver(svc, checkout) == (200, {"received": True})
+        status, view = read_subscription(svc, firebase_uid)
+        assert status == 200 and (view["uid"], view["status"], view["plan"]) == (firebase_uid, "active", "pro"), view
+    finally:
+        svc.stop()
