@@ -115,6 +115,7 @@ struct Batch {
         var sawItem = false
         var document: [[UInt8]]?
         var documentBytes = 0
+        var oversized = false
         // A pipe may pause for a long time: a group must not wait for it holding its locks
         // and keeping its events unreported. A regular file never pauses.
         var st = stat()
@@ -125,10 +126,12 @@ struct Batch {
             do {
                 switch event {
                 case .line(let line):
+                    if oversized { return }
                     if document != nil {
                         document!.append(Array(line)); documentBytes += line.count + 1
                         if documentBytes > Self.maxDocument {
-                            document = nil
+                            // One error for the whole input, not one per remaining line.
+                            document = nil; oversized = true
                             try report(invalidItem("\(name): a JSON document longer than \(Self.maxDocument) bytes"), at: name)
                         }
                         return
