@@ -9,8 +9,8 @@ import PackageDescription
 //   Net             stream sockets (TCP, Unix), TLS, the HTTP/1.1 client           -> Records, Crypto
 //   JWT             compact JWS, key sets, claims                                  -> Records, Crypto
 //   KV              the store protocol: a directory, or Redis                      -> Records, Crypto, Net
-//   Subscriptions   what a user's subscription state is, and how events change it  -> Records
-//   RateLimit       rate-limit rules and their check (GCRA)   -> Records, SharedMemory, KV
+//   Subscriptions   what a user's subscription state is, and how events change it  -> Records, KV
+//   RateLimit       rate-limit rules and their check (GCRA)                        -> Records, SharedMemory, KV
 //   CORS            cross-origin settings per route, preflights, response headers  -> Records
 //
 // Code that one tool alone needs lives in that tool's folder. No library imports
@@ -29,7 +29,8 @@ let package = Package(
         .target(name: "Net", dependencies: ["Records", "Crypto", "COpenSSL"], path: "Sources/Common/Net"),
         .target(name: "JWT", dependencies: ["Records", "Crypto"], path: "Sources/Common/JWT"),
         .target(name: "KV", dependencies: ["Records", "Crypto", "Net"], path: "Sources/Common/KV"),
-        .target(name: "Subscriptions", dependencies: ["Records"], path: "Sources/Common/Subscriptions"),
+        // KV for KVKeyPart: SubscriptionState.key is the one place the reader and the writer build a user's key.
+        .target(name: "Subscriptions", dependencies: ["Records", "KV"], path: "Sources/Common/Subscriptions"),
         .target(name: "RateLimit", dependencies: ["Records", "SharedMemory", "KV"], path: "Sources/Common/RateLimit"),
         .target(name: "CORS", dependencies: ["Records"], path: "Sources/Common/CORS"),
 

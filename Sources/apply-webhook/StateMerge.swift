@@ -1,177 +1,265 @@
 import Records
 import Subscriptions
 
-/// What apply-webhook keeps beside a user's SubscriptionState (in its `extra`, under
-/// "stripe"), so that events arriving late, twice or out of order leave the same state:
-/// for every field, the clock of the event that last set it.
-struct Bookkeeping: Equatable {
-    static let key = "stripe"
-    /// Event ids recently applied to this user, newest last: a re-delivery is recognised
-    /// even when the process died between writing the state and the event marker.
-    static let recentLimit = 32
-
-    /// The earliest event applied for the current `subscription` (the minimum, not the
-    /// first to arrive, so it does not depend on arrival order).
-    var since: EventClock?
-    var status: EventClock?
-    var plan: EventClock?
-    var period: EventClock?
-    var trial: EventClock?
-    var cancel: EventClock?
-    /// The newest event applied (its id and time are the state's last_event_id, updated).
-    var last: EventClock?
+/// One Stripe subscription of a user, as the events about it left it: its fields, and
+/// for every field the clock of the event that last set it.
+struct SubscriptionRecord: Equatable {
+    var status: SubscriptionState.Status = .incomplete
+    var plan: String?
+    var customer: String?
+    var trialEnd: Int?
+    var cancelAtPeriodEnd = false
     /// The subscription's own period end, and the end of the latest period an invoice
-    /// paid for: the state's current_period_end is the later of the two.
+    /// paid for: the current period end is the later of the two.
     var periodSnapshot: Int?
     var paidThrough: Int?
-    var events: [String] = []
+    /// The earliest and the newest event about this subscription (minimum and maximum,
+    /// not first and last to arrive, so neither depends on arrival order).
+    var since: EventClock?
+    var last: EventClock?
+    var statusClock: EventClock?
+    var planClock: EventClock?
+    var periodClock: EventClock?
+    var trialClock: EventClock?
+    var cancelClock: EventClock?
+
+    var currentPeriodEnd: Int? {
+        switch (periodSnapshot, paidThrough) {
+        case let (a?, b?): return max(a, b)
+        case let (a, b): return a ?? b
+        }
+    }
+
+    /// The fields and the clocks that set them: an event that changes none of them (it
+    /// was newer for no field) is `stale`.
+    var fields: JSON {
+        var r = self
+        r.since = nil; r.last = nil
+        return r.json
+    }
+
+    /// Per-field last-writer-wins by EventClock: a max over a total order, so the record a
+    /// set of events leaves is the same in every arrival order.
+    mutating func merge(_ change: Change) {
+        let clock = change.fieldClock
+        if let s = change.status {
+            // A terminal status is never left for a non-terminal one (Stripe never revives
+            // a subscription): it compares above every clock.
+            if (s.isTerminal ? 1 : 0, clock) > (status.isTerminal ? 1 : 0, statusClock ?? .unset) {
+                status = s; statusClock = clock
+            }
+        }
+        if let p = change.plan, clock > (planClock ?? .unset) { plan = p; planClock = clock }
+        if let e = change.periodEnd, clock > (periodClock ?? .unset) { periodSnapshot = e; periodClock = clock }
+        if case .set(let e) = change.trialEnd, clock > (trialClock ?? .unset) { trialEnd = e; trialClock = clock }
+        if let c = change.cancelAtPeriodEnd, clock > (cancelClock ?? .unset) { cancelAtPeriodEnd = c; cancelClock = clock }
+        if let p = change.paidThrough, p > (paidThrough ?? Int.min) { paidThrough = p }
+        // Stripe never moves a subscription to another customer; the smaller id if two
+        // events disagreed keeps the result independent of their order.
+        if let c = change.customer, customer.map({ c.utf8.lexicographicallyPrecedes($0.utf8) }) ?? true { customer = c }
+        if change.clock < (since ?? change.clock) || since == nil { since = change.clock }
+        if change.clock > (last ?? .unset) { last = change.clock }
+    }
+
+    /// How much a subscription counts when choosing the one a user's state shows: one
+    /// that grants access, then one that may still come back (unpaid, paused, or
+    /// waiting for its first payment), then an ended one.
+    var liveness: Int {
+        switch status {
+        case .active, .trial, .past_due: return 2
+        case .unpaid, .paused, .incomplete: return 1
+        case .cancelled, .incomplete_expired, .expired: return 0
+        }
+    }
 
     init() {}
 
-    init(_ json: JSON?) {
-        guard let o = json?.object else { return }
-        since = EventClock(json: o["since"]); status = EventClock(json: o["status"])
-        plan = EventClock(json: o["plan"]); period = EventClock(json: o["period"])
-        trial = EventClock(json: o["trial"]); cancel = EventClock(json: o["cancel"])
-        last = EventClock(json: o["last"])
+    init(json: JSON) {
+        guard let o = json.object else { return }
+        status = o["status"]?.string.flatMap { SubscriptionState.Status(rawValue: $0) } ?? .incomplete
+        plan = o["plan"]?.string; customer = o["customer"]?.string
+        trialEnd = o["trial_end"]?.int; cancelAtPeriodEnd = o["cancel_at_period_end"]?.bool ?? false
         periodSnapshot = o["period_snapshot"]?.int; paidThrough = o["paid_through"]?.int
-        events = (o["events"]?.array ?? []).compactMap(\.string)
+        let c = o["clocks"]
+        since = EventClock(json: c?["since"]); last = EventClock(json: c?["last"])
+        statusClock = EventClock(json: c?["status"]); planClock = EventClock(json: c?["plan"])
+        periodClock = EventClock(json: c?["period"]); trialClock = EventClock(json: c?["trial"])
+        cancelClock = EventClock(json: c?["cancel"])
     }
 
     var json: JSON {
         var o = JSONObject()
-        func put(_ k: String, _ c: EventClock?) { o[k] = c?.json ?? .null }
-        put("since", since); put("status", status); put("plan", plan); put("period", period)
-        put("trial", trial); put("cancel", cancel); put("last", last)
+        o["status"] = .string(status.rawValue)
+        o["plan"] = plan.map { .string($0) } ?? .null
+        o["customer"] = customer.map { .string($0) } ?? .null
+        o["trial_end"] = trialEnd.map { JSON($0) } ?? .null
+        o["cancel_at_period_end"] = .bool(cancelAtPeriodEnd)
         o["period_snapshot"] = periodSnapshot.map { JSON($0) } ?? .null
         o["paid_through"] = paidThrough.map { JSON($0) } ?? .null
-        o["events"] = .array(events.map { .string($0) })
+        var c = JSONObject()
+        func put(_ k: String, _ v: EventClock?) { c[k] = v?.json ?? .null }
+        put("since", since); put("last", last); put("status", statusClock); put("plan", planClock)
+        put("period", periodClock); put("trial", trialClock); put("cancel", cancelClock)
+        o["clocks"] = .object(c)
         return .object(o)
+    }
+}
+
+/// What apply-webhook keeps beside a user's SubscriptionState (in its `extra`, under
+/// "stripe"): every subscription of the user, the newest event, and the recently
+/// applied event ids. Everything in it is a function of the set of events applied, not
+/// of their order, so the stored document is byte-identical in every arrival order.
+struct Bookkeeping: Equatable {
+    static let key = "stripe"
+    /// How many recent event ids (and paid invoice ids) are kept: a re-delivery is
+    /// recognised even when the process died between writing the state and the event
+    /// marker. The newest by clock, not the last to arrive.
+    static let recentLimit = 64
+    static let format = 2
+
+    /// By subscription id, in byte order of the ids.
+    var subscriptions: [(id: String, record: SubscriptionRecord)] = []
+    /// The newest event recorded for the user (its time and id are the state's
+    /// `updated` and `last_event_id`), whether or not it changed a field.
+    var last: EventClock?
+    /// Ascending by clock, at most `recentLimit`; ids are event ids, or `invoice:<in_id>`
+    /// for an invoice whose payment was applied.
+    var recent: [EventClock] = []
+
+    static func == (a: Bookkeeping, b: Bookkeeping) -> Bool { a.json == b.json }
+
+    init() {}
+
+    /// Reads the bookkeeping of `state`: this format, the one-subscription format before
+    /// it, or none (a state written by hand), whose fields count as older than any event.
+    init(of state: SubscriptionState) {
+        let json = state.extra[Self.key]
+        if let o = json?.object, o["format"]?.int == Self.format {
+            for m in o["subscriptions"]?.object?.members ?? [] { subscriptions.append((m.key, SubscriptionRecord(json: m.value))) }
+            last = EventClock(json: o["last"])
+            recent = (o["recent"]?.array ?? []).compactMap { EventClock(json: $0) }
+            return
+        }
+        let old = json?.object
+        var r = SubscriptionRecord()
+        r.status = state.status; r.plan = state.plan; r.customer = state.customer
+        r.trialEnd = state.trialEnd; r.cancelAtPeriodEnd = state.cancelAtPeriodEnd
+        r.periodSnapshot = old?["period_snapshot"]?.int ?? state.currentPeriodEnd
+        r.paidThrough = old?["paid_through"]?.int
+        r.since = EventClock(json: old?["since"]); r.last = EventClock(json: old?["last"])
+        r.statusClock = EventClock(json: old?["status"]); r.planClock = EventClock(json: old?["plan"])
+        r.periodClock = EventClock(json: old?["period"]); r.trialClock = EventClock(json: old?["trial"])
+        r.cancelClock = EventClock(json: old?["cancel"])
+        subscriptions = [(state.subscription ?? "", r)]
+        last = r.last ?? state.updated.map { EventClock(created: $0, rank: 0, eventID: state.lastEventID ?? "") }
+        // Ids of the old format have no clock: below every event, in id order.
+        recent = (old?["events"]?.array ?? []).compactMap(\.string).sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
+            .map { EventClock(created: Int.min, rank: 0, eventID: $0) }
+    }
+
+    var json: JSON {
+        var o = JSONObject()
+        o["format"] = JSON(Self.format)
+        var subs = JSONObject()
+        for s in subscriptions { subs[s.id] = s.record.json }
+        o["subscriptions"] = .object(subs)
+        o["last"] = last?.json ?? .null
+        o["recent"] = .array(recent.map(\.json))
+        return .object(o)
+    }
+
+    func record(_ id: String) -> SubscriptionRecord? { subscriptions.first { $0.id == id }?.record }
+
+    mutating func set(_ id: String, _ record: SubscriptionRecord) {
+        if let i = subscriptions.firstIndex(where: { $0.id == id }) { subscriptions[i].record = record; return }
+        let i = subscriptions.firstIndex { id.utf8.lexicographicallyPrecedes($0.id.utf8) } ?? subscriptions.count
+        subscriptions.insert((id, record), at: i)
+    }
+
+    func remembers(_ id: String) -> Bool { recent.contains { $0.eventID == id } }
+
+    /// Adds an id to the recent list, keeping the newest clock per id and the newest
+    /// `recentLimit` ids: the result depends on the set of ids noted, not their order.
+    mutating func remember(_ clock: EventClock) {
+        if let i = recent.firstIndex(where: { $0.eventID == clock.eventID }) {
+            if recent[i] >= clock { return }
+            recent.remove(at: i)
+        }
+        let i = recent.firstIndex { clock < $0 } ?? recent.count
+        recent.insert(clock, at: i)
+        if recent.count > Self.recentLimit { recent.removeFirst(recent.count - Self.recentLimit) }
+    }
+
+    /// The subscription the user's state shows: the most live one, then the one started
+    /// last, then the greater id. Nil when the user has none.
+    var shown: (id: String, record: SubscriptionRecord)? {
+        subscriptions.max { a, b in
+            let x = (a.record.liveness, a.record.since ?? .unset), y = (b.record.liveness, b.record.since ?? .unset)
+            if x != y { return x < y }
+            return a.id.utf8.lexicographicallyPrecedes(b.id.utf8)
+        }
     }
 }
 
 /// The pure state machine: one event's `Change` merged into a user's stored state.
 ///
-/// Each field takes the value of the newest event (by EventClock) that set it, so the
-/// result is the state an in-order replay would give, whatever order the events came
-/// in; applying an event twice changes nothing. Two rules on top:
-/// - a terminal status (cancelled, incomplete_expired) is never left for a non-terminal
-///   one on the same subscription;
-/// - the state follows one subscription, the current one. An event about another
-///   subscription takes over only when it is newer than the event that made the
-///   current one current, and never when it reports that other subscription ended.
+/// Every subscription of the user has its own record, merged field by field (newest
+/// event wins, terminal statuses stick); the user's state shows one of them (a live
+/// subscription outranks an ended one, see `Bookkeeping.shown`). Applying an event twice
+/// changes nothing, and the stored document is the same whatever order the events came in.
 enum StateMerge {
     enum Result: Equatable {
         case applied(SubscriptionState)
+        /// The event id is among those applied last: nothing to write.
         case duplicate
-        /// Nothing of the event is newer than the state. The state to write anyway when
-        /// only the bookkeeping learned something (an earlier `since`), else nil.
+        /// The invoice's payment was already applied under another event
+        /// (invoice.paid and invoice.payment_succeeded announce one payment): the state
+        /// to write (the event's id is noted), with the other event's id.
+        case duplicateInvoice(String, SubscriptionState?)
+        /// Nothing the event says is newer than what its subscription holds. The state to
+        /// write anyway (the bookkeeping learned the event), or nil when nothing changed.
         case stale(String, SubscriptionState?)
     }
 
     static func merge(_ change: Change, uid: String, into current: SubscriptionState?) -> Result {
-        guard let current else { return .applied(fresh(change, uid: uid, customer: nil, events: [])) }
-        var book = current.extra[Bookkeeping.key].map { Bookkeeping($0) } ?? legacyBookkeeping(current)
-        if book.events.contains(change.eventID) { return .duplicate }
+        var book = current.map { Bookkeeping(of: $0) } ?? Bookkeeping()
+        if book.remembers(change.eventID) { return .duplicate }
+        let sub = change.subscription ?? ""
+        let before = book.record(sub)
+        var record = before ?? SubscriptionRecord()
+        record.merge(change)
+        book.set(sub, record)
+        book.remember(change.clock)
+        var paidBefore: String?
+        if let invoice = change.paidInvoice {
+            let key = "invoice:" + invoice
+            paidBefore = book.recent.first { $0.eventID == key }.map { _ in invoice }
+            book.remember(EventClock(created: change.clock.created, rank: change.clock.rank, eventID: key))
+        }
+        if change.clock > (book.last ?? .unset) { book.last = change.clock }
 
-        if let mine = current.subscription, let theirs = change.subscription, mine != theirs {
-            if change.isTerminal {
-                return .stale("subscription \(theirs) ended, but the user's current subscription is \(mine)", nil)
-            }
-            if let since = book.since, change.clock <= since {
-                return .stale("subscription \(theirs) is older than the user's current subscription \(mine)", nil)
-            }
-            return .applied(fresh(change, uid: uid, customer: current.customer, events: book.events))
+        let next = derive(uid: uid, book: book, base: current)
+        let written = next.json == current?.json ? nil : next
+        if let paidBefore { return .duplicateInvoice(paidBefore, written) }
+        if before?.fields == record.fields {
+            let newest = before?.last.map { " (newest for \(sub): \($0.eventID) at \($0.created))" } ?? ""
+            return .stale("every field this event sets was set by a newer event\(newest)", written)
         }
-
-        var state = current
-        let clock = change.fieldClock
-        var changed = false
-
-        if let status = change.status {
-            let mine = (current.status.isTerminal ? 1 : 0, book.status ?? .unset)
-            let theirs = (status.isTerminal ? 1 : 0, clock)
-            if theirs > mine {
-                state.status = status; book.status = clock; changed = true
-            }
-        }
-        if let plan = change.plan, clock > (book.plan ?? .unset) {
-            state.plan = plan; book.plan = clock; changed = true
-        }
-        if let end = change.periodEnd, clock > (book.period ?? .unset) {
-            book.periodSnapshot = end; book.period = clock; changed = true
-        }
-        if case .set(let end) = change.trialEnd, clock > (book.trial ?? .unset) {
-            state.trialEnd = end; book.trial = clock; changed = true
-        }
-        if let cancel = change.cancelAtPeriodEnd, clock > (book.cancel ?? .unset) {
-            state.cancelAtPeriodEnd = cancel; book.cancel = clock; changed = true
-        }
-        if let paid = change.paidThrough, paid > (book.paidThrough ?? Int.min) {
-            book.paidThrough = paid; changed = true
-        }
-        if state.customer == nil, let customer = change.customer {
-            state.customer = customer; changed = true
-        }
-        if state.subscription == nil, let sub = change.subscription {
-            state.subscription = sub; book.since = change.clock; changed = true
-        }
-        var earlier = false
-        if state.subscription == change.subscription, change.clock < (book.since ?? change.clock) {
-            book.since = change.clock; earlier = true
-        }
-        guard changed else {
-            let last = book.last.map { " (newest applied: \($0.eventID) at \($0.created))" } ?? ""
-            let why = "every field this event sets was set by a newer event\(last)"
-            guard earlier else { return .stale(why, nil) }
-            finish(&state, &book, change)
-            return .stale(why, state)
-        }
-        finish(&state, &book, change)
-        return .applied(state)
+        return .applied(next)
     }
 
-    /// A state started by `change` alone (first event for the user, or a new
-    /// subscription taking over). A status no event gave yet reads `incomplete`
-    /// (`none` to readers) until one does.
-    private static func fresh(_ change: Change, uid: String, customer: String?, events: [String]) -> SubscriptionState {
-        var book = Bookkeeping()
-        book.events = events
-        book.since = change.clock
-        var state = SubscriptionState(uid: uid, status: .incomplete, customer: change.customer ?? customer,
-                                      subscription: change.subscription)
-        let clock = change.fieldClock
-        if let s = change.status { state.status = s; book.status = clock }
-        if let p = change.plan { state.plan = p; book.plan = clock }
-        if let e = change.periodEnd { book.periodSnapshot = e; book.period = clock }
-        if case .set(let e) = change.trialEnd { state.trialEnd = e; book.trial = clock }
-        if let c = change.cancelAtPeriodEnd { state.cancelAtPeriodEnd = c; book.cancel = clock }
-        book.paidThrough = change.paidThrough
-        finish(&state, &book, change)
-        return state
-    }
-
-    private static func finish(_ state: inout SubscriptionState, _ book: inout Bookkeeping, _ change: Change) {
-        switch (book.periodSnapshot, book.paidThrough) {
-        case let (a?, b?): state.currentPeriodEnd = max(a, b)
-        case let (a, b): state.currentPeriodEnd = a ?? b
+    /// The user's state: the shown subscription's fields, the newest event's time and id,
+    /// the bookkeeping, and whatever else the stored document held.
+    static func derive(uid: String, book: Bookkeeping, base: SubscriptionState?) -> SubscriptionState {
+        var state = SubscriptionState(uid: uid, status: .incomplete, extra: base?.extra ?? JSONObject())
+        if let (id, r) = book.shown {
+            state.status = r.status; state.plan = r.plan; state.currentPeriodEnd = r.currentPeriodEnd
+            state.trialEnd = r.trialEnd; state.cancelAtPeriodEnd = r.cancelAtPeriodEnd
+            state.customer = r.customer; state.subscription = id.isEmpty ? nil : id
         }
-        if change.clock > (book.last ?? .unset) {
-            book.last = change.clock
-            state.updated = change.created
-            state.lastEventID = change.eventID
-        }
-        book.events.append(change.eventID)
-        if book.events.count > Bookkeeping.recentLimit { book.events.removeFirst(book.events.count - Bookkeeping.recentLimit) }
+        state.updated = book.last?.created
+        state.lastEventID = book.last?.eventID
         state.extra[Bookkeeping.key] = book.json
-    }
-
-    /// A state written without our bookkeeping (by hand, or by an older tool): its
-    /// fields count as older than any event, except that its period end is kept.
-    private static func legacyBookkeeping(_ s: SubscriptionState) -> Bookkeeping {
-        var b = Bookkeeping()
-        b.periodSnapshot = s.currentPeriodEnd
-        if let u = s.updated { b.last = EventClock(created: u, rank: 0, eventID: s.lastEventID ?? "") }
-        return b
+        return state
     }
 }

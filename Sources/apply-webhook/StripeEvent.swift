@@ -133,6 +133,9 @@ struct Change: Equatable {
     var cancelAtPeriodEnd: Bool?
     /// Prices the plans file does not know, for a warning.
     var unknownPrices: [String] = []
+    /// The invoice a payment event is about: Stripe announces one payment as
+    /// `invoice.paid` and `invoice.payment_succeeded`, applied once (by invoice id).
+    var paidInvoice: String?
 
     init(source: Source, eventID: String, created: Int) {
         self.source = source; self.eventID = eventID; self.created = created
@@ -165,7 +168,7 @@ struct Interpreter {
              "customer.subscription.paused", "customer.subscription.resumed",
              "customer.subscription.deleted":
             return subscription(event)
-        case "invoice.paid", "invoice.payment_failed": return invoice(event)
+        case "invoice.paid", "invoice.payment_succeeded", "invoice.payment_failed": return invoice(event)
         default: return .ignored("event type \(event.type) is not handled")
         }
     }
@@ -191,9 +194,7 @@ struct Interpreter {
         if c.plan == nil {
             for key in ["plan", "price", "lookup_key"] {
                 guard let v = Self.nonEmpty(o["metadata"]?[key]?.string) else { continue }
-                if let t = plans.tier(priceID: v, lookupKey: v) ?? (plans.knownTiers.contains(v) ? v : nil) {
-                    c.plan = t; break
-                }
+                if let t = tier(named: v) { c.plan = t; break }
                 c.unknownPrices.append(v)
             }
         }
@@ -240,7 +241,7 @@ struct Interpreter {
         guard let sub = Self.id(o["subscription"]) ?? Self.id(details?["subscription"]) else {
             return .ignored("invoice is not for a subscription")
         }
-        var c = Change(source: event.type == "invoice.paid" ? .invoicePaid : .invoiceFailed,
+        var c = Change(source: event.type == "invoice.payment_failed" ? .invoiceFailed : .invoicePaid,
                        eventID: event.id, created: event.created)
         c.subscription = sub
         c.customer = Self.id(o["customer"])
@@ -255,6 +256,7 @@ struct Interpreter {
             c.status = .past_due
             return .change(c)
         }
+        c.paidInvoice = Self.nonEmpty(o["id"]?.string)
         // A trial starts with a paid invoice of 0: the user is still in the trial.
         let zeroTrialInvoice = firstInvoice && (o["amount_paid"]?.int ?? -1) == 0
         c.status = zeroTrialInvoice ? nil : .active
@@ -267,14 +269,27 @@ struct Interpreter {
 
     // MARK: Helpers
 
-    /// The tier of a price object (or a bare price id).
+    /// The tier of a price object (or a bare price id, or a legacy plan object), in this
+    /// order (docs/apply-webhook.md, "Plans"): the price id in the plans file; its
+    /// `lookup_key`; its `metadata.plan`; its product's `metadata.plan` when the product
+    /// is expanded. A lookup key or metadata value counts when the plans file lists it
+    /// as a key or as a tier name.
     private func resolve(_ price: JSON?, into c: inout Change) -> String? {
         guard let price else { return nil }
         let id = price.string ?? price["id"]?.string
-        let lookup = price["lookup_key"]?.string
-        if let t = plans.tier(priceID: id, lookupKey: lookup) { return t }
-        if let p = id ?? lookup { c.unknownPrices.append(p) }
+        if let id, let t = plans.tier(priceID: id, lookupKey: nil) { return t }
+        let candidates = [price["lookup_key"]?.string, price["metadata"]?["plan"]?.string,
+                          price["product"]?["metadata"]?["plan"]?.string]
+        for v in candidates {
+            if let v = Self.nonEmpty(v), let t = tier(named: v) { return t }
+        }
+        if let p = id ?? price["lookup_key"]?.string { c.unknownPrices.append(p) }
         return nil
+    }
+
+    /// A name from a lookup key or metadata: a key of the plans file, or one of its tiers.
+    private func tier(named v: String) -> String? {
+        plans.tier(priceID: v, lookupKey: v) ?? (plans.knownTiers.contains(v) ? v : nil)
     }
 
     /// An id field that is either the id or the expanded object.

@@ -6,6 +6,9 @@ import Subscriptions
 struct Outcome: Equatable {
     enum Kind: String, CaseIterable {
         case applied, duplicate, stale, pending, ignored, invalid
+        /// Acknowledged but never applicable (an id no key can hold, say): retrying could
+        /// only fail the same way, so it is answered 200 and audited with its reason.
+        case rejected
         /// The store failed: nothing is known to be written; Stripe (or a re-run) retries.
         case error
     }
@@ -57,13 +60,16 @@ struct Outcome: Equatable {
     }
 }
 
-/// Applies verified events to the store. Keys (all in one KV store):
+/// Applies verified events to the store. Keys (all in one KV store; an id too long for a
+/// key is replaced by its digest, KVKeyPart):
 ///
-///   sub/<uid>                  the user's SubscriptionState (read by `kv serve`)
+///   sub/<uid>                  the user's SubscriptionState (read by `kv serve`), with
+///                              every subscription of the user inside it (Bookkeeping)
 ///   customer/<cus_id>          {"uid": ...}: who a Stripe customer is
 ///   event/<evt_id>             {"uid","type","outcome"}: processed (expires after `eventTTL`);
 ///                              metadata {"audit": the first processing's annotation}
-///   pending/<cus_id>/<evt_id>  {"event": ...}: waiting for the customer's user
+///   pending/<cus_id>/<evt_id>  {"event","customer","parked_at"}: waiting for the
+///                              customer's user (expires after `pendingTTL`)
 ///
 /// Crash safety comes from the order of writes and from every step being idempotent:
 /// the user's state is updated (compare-and-swap, so concurrent processes serialise)
@@ -76,23 +82,33 @@ final class WebhookApplier {
     let store: any KVStore
     let interpreter: Interpreter
     let eventTTL: Int
+    let pendingTTL: Int
     let now: () -> Int
     var log: (String) -> Void = { Log.error($0) }
     private var warnedPrices: Set<String> = []
 
     static let defaultEventTTL = 30 * 86_400
+    static let defaultPendingTTL = 30 * 86_400
 
     init(store: any KVStore, plans: Plans, eventTTL: Int = WebhookApplier.defaultEventTTL,
-         now: @escaping () -> Int = { Clock.now() }) {
+         pendingTTL: Int = WebhookApplier.defaultPendingTTL, now: @escaping () -> Int = { Clock.now() }) {
         self.store = store
         self.interpreter = Interpreter(plans: plans)
         self.eventTTL = eventTTL
+        self.pendingTTL = pendingTTL
         self.now = now
     }
 
-    static func eventKey(_ id: String) -> String { "event/" + id }
-    static func customerKey(_ id: String) -> String { "customer/" + id }
-    static func pendingPrefix(_ customer: String) -> String { "pending/" + customer + "/" }
+    static func eventKey(_ id: String) -> String { KVKeyPart.key("event/", id) }
+    static func customerKey(_ id: String) -> String { KVKeyPart.key("customer/", id) }
+    static let pendingRoot = "pending/"
+    /// Two ids in one key: each gets 200 bytes before it is hashed (Stripe's ids are ~30).
+    static func pendingPrefix(_ customer: String) -> String {
+        pendingRoot + KVKeyPart.part(customer, maxBytes: 200) + "/"
+    }
+    static func pendingKey(_ customer: String, _ event: String) -> String {
+        pendingPrefix(customer) + KVKeyPart.part(event, maxBytes: 200)
+    }
 
     /// Applies one event. Throws only when the store fails (KVError) or holds a state
     /// it cannot read; the caller answers 503 / 500 and the event is retried.
@@ -158,7 +174,7 @@ final class WebhookApplier {
             before = current?.status
             merged = StateMerge.merge(change, uid: uid, into: current)
             switch merged {
-            case .applied(let next), .stale(_, let next?): return next.json
+            case .applied(let next), .stale(_, let next?), .duplicateInvoice(_, let next?): return next.json
             default: return nil
             }
         }
@@ -183,6 +199,10 @@ final class WebhookApplier {
             outcome.kind = .stale
             outcome.reason = why
             markerOutcome = .stale
+        case .duplicateInvoice(let invoice, _):
+            outcome.kind = .duplicate
+            outcome.reason = "the payment of invoice \(invoice) was already applied (Stripe announces it as invoice.paid and invoice.payment_succeeded)"
+            markerOutcome = .duplicate
         }
 
         // An event naming its user is the kind that creates the customer's mapping, so it
@@ -198,8 +218,11 @@ final class WebhookApplier {
     /// Keeps an event nobody can be found for yet, then looks again: a checkout for the
     /// same customer may have stored the mapping (and drained) between our two reads.
     private func park(_ event: StripeEvent, customer: String) throws -> Outcome {
-        let key = Self.pendingPrefix(customer) + event.id
-        try store.put(key, ["event": event.json], metadata: nil, expiresAt: nil)
+        let key = Self.pendingKey(customer, event.id)
+        let value: JSON = ["event": event.json, "customer": .string(customer), "parked_at": JSON(now())]
+        // Parked events of customers no checkout ever names (an account shared with other
+        // products) must not pile up: they expire, and `--pending purge` removes them.
+        try store.put(key, value, metadata: nil, expiresAt: now() + pendingTTL)
         if try store.get(Self.customerKey(customer))?.value["uid"]?.string != nil {
             let drained = try drain(customer: customer)
             if let mine = drained.first(where: { $0.eventID == event.id }) { return mine }

@@ -38,6 +38,7 @@ struct WebhookProcessor {
     var tolerance: Int
     var plans: Plans
     var eventTTL: Int = WebhookApplier.defaultEventTTL
+    var pendingTTL: Int = WebhookApplier.defaultPendingTTL
     var store: StoreHandle
     var now: () -> Int = { Clock.now() }
     var log: (String) -> Void = { Log.error($0) }
@@ -59,22 +60,49 @@ struct WebhookProcessor {
                 return invalid(400, "invalid_signature", error.message, check: error.check.rawValue)
             }
         }
-        let event: StripeEvent
-        do { event = try StripeEvent(bytes: body) } catch {
-            return invalid(400, "invalid_payload", error.message)
+        // A body that is not JSON (or is ambiguous: duplicate keys, too deep) is no event
+        // Stripe sends: refused. Any JSON it does send is acknowledged (apply(json:)).
+        let value: JSON
+        do { value = try JSONReader.parse(body) } catch {
+            return invalid(400, "invalid_payload", "invalid JSON payload: \(error)")
         }
-        return apply(event)
+        return apply(json: value)
+    }
+
+    /// A parsed payload: a snapshot event is applied; any other shape (a thin or v2
+    /// event, an event without data.object...) is acknowledged and audited `ignored`.
+    func apply(json: JSON) -> Response {
+        do { return apply(try StripeEvent(json: json)) } catch {
+            let o = json.object
+            if let kind = o?["object"]?.string, kind != "event" {
+                return ignored(o, "an object of type \(kind), not a snapshot event (thin and v2 events are not handled)")
+            }
+            return ignored(o, "not a snapshot event: \(error.message)")
+        }
+    }
+
+    private func ignored(_ envelope: JSONObject?, _ reason: String) -> Response {
+        var o = Outcome(kind: .ignored, eventID: envelope?["id"]?.string, eventType: envelope?["type"]?.string)
+        o.reason = reason
+        return Response(status: 200, body: ["received": true], outcome: o)
     }
 
     func apply(_ event: StripeEvent) -> Response {
         do {
             let applier = try store.applier { s in
-                let a = WebhookApplier(store: s, plans: plans, eventTTL: eventTTL, now: now)
+                let a = WebhookApplier(store: s, plans: plans, eventTTL: eventTTL, pendingTTL: pendingTTL, now: now)
                 a.log = log
                 return a
             }
             let outcome = try applier.apply(event)
             return Response(status: 200, body: ["received": true], outcome: outcome)
+        } catch KVError.invalidKey(let why) {
+            // Keys are built so that no id fits badly (KVKeyPart); should one still not,
+            // the event can never be stored: a retry would loop, so acknowledge it.
+            log("event \(event.id): rejected: \(why)")
+            var o = Outcome(kind: .rejected, eventID: event.id, eventType: event.type)
+            o.reason = "cannot be stored: invalid key: \(why)"
+            return Response(status: 200, body: ["received": true], outcome: o)
         } catch let e as KVError {
             let (status, code): (Int, String) = {
                 if case .unavailable = e { return (503, "store_unavailable") }

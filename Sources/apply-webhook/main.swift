@@ -16,14 +16,23 @@ let tolerance = options.int("--tolerance", env: "EDGEPIPE_STRIPE_TOLERANCE",
                             default: batch ? 0 : StripeSignature.defaultTolerance)
 let routeName = options.value("--route", env: "EDGEPIPE_WEBHOOK_ROUTE") ?? "stripe-webhook"
 let eventTTL = options.int("--event-ttl", default: WebhookApplier.defaultEventTTL)
+let pendingTTL = options.int("--pending-ttl", env: "EDGEPIPE_STRIPE_PENDING_TTL", default: WebhookApplier.defaultPendingTTL)
+let pendingCommand = options.value("--pending")
+let olderThan = options.value("--older-than")
 let groupSize = options.int("--group", default: Batch.defaultGroupSize)
 let paths = options.rest()
 
 if !batch && noVerify { Log.fatal("--no-verify-signatures is only for --batch (trusted exports)") }
 if !batch && !paths.isEmpty { Log.fatal("unexpected argument \(paths[0]) (files are read in --batch mode only)") }
-if tolerance < 0 || eventTTL <= 0 { Log.fatal("--tolerance must be >= 0 and --event-ttl > 0") }
+if tolerance < 0 || eventTTL <= 0 || pendingTTL <= 0 {
+    Log.fatal("--tolerance must be >= 0, --event-ttl and --pending-ttl > 0")
+}
 if groupSize < 1 { Log.fatal("--group must be >= 1") }
 guard let kvPath else { Log.fatal("no KV store: pass --kv DIR or set EDGEPIPE_KV or EDGEPIPE_DATA") }
+
+if let pendingCommand {
+    exit(runPendingCommand(pendingCommand, olderThan: olderThan, kvPath: kvPath, extra: paths))
+}
 
 var plans = Plans()
 if let plansPath {
@@ -61,7 +70,7 @@ if let secretsProblem {
 
 // Grouped durable writes only in batch mode: a live delivery is answered one at a time.
 let grouped = batch && groupSize > 1
-let processor = WebhookProcessor(secrets: secrets, tolerance: tolerance, plans: plans, eventTTL: eventTTL,
+let processor = WebhookProcessor(secrets: secrets, tolerance: tolerance, plans: plans, eventTTL: eventTTL, pendingTTL: pendingTTL,
                                  store: StoreHandle(open: { () throws(KVError) in
     let store = try openStore(kvPath)
     return grouped ? writeGroup(over: store, publishLast: [WebhookApplier.eventKey("")]) : store

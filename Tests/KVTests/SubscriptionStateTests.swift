@@ -45,7 +45,7 @@ final class SubscriptionStateTests: XCTestCase {
     func testEveryStoredStatusMapsToAPublicOne() {
         let expected: [SubscriptionState.Status: SubscriptionState.PublicStatus] = [
             .active: .active, .trial: .trial, .past_due: .past_due, .cancelled: .cancelled, .expired: .expired,
-            .unpaid: .past_due, .incomplete: .none, .incomplete_expired: .expired, .paused: .expired,
+            .unpaid: .unpaid, .incomplete: .none, .incomplete_expired: .expired, .paused: .expired,
         ]
         XCTAssertEqual(Set(expected.keys), Set(SubscriptionState.Status.allCases))
         for (stored, shown) in expected {
@@ -57,7 +57,8 @@ final class SubscriptionStateTests: XCTestCase {
         XCTAssertEqual(state(.active, periodEnd: now + 1).publicStatus(now: now), .active)
         XCTAssertEqual(state(.active, periodEnd: now).publicStatus(now: now), .expired)
         XCTAssertEqual(state(.past_due, periodEnd: now - 1).publicStatus(now: now), .expired)
-        XCTAssertEqual(state(.unpaid, periodEnd: now - 1).publicStatus(now: now), .expired)
+        XCTAssertEqual(state(.unpaid, periodEnd: now - 1).publicStatus(now: now), .unpaid,
+                       "unpaid revokes access whatever the period: it keeps its own status")
         XCTAssertEqual(state(.active).publicStatus(now: now), .active, "no known end: no expiry")
     }
 

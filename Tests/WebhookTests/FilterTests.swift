@@ -90,11 +90,28 @@ final class FilterTests: XCTestCase {
         XCTAssertEqual(out.annotation(AnnotationKey.audit)?["outcome"], "invalid")
     }
 
-    func testAValidSignatureOverJSONThatIsNotAnEventIsRefused() {
+    // Any JSON Stripe signs is acknowledged: a 4xx would only make it retry for three days.
+    func testAValidSignatureOverJSONThatIsNotASnapshotEventIsAcknowledgedAndIgnored() {
         let out = run(signed(Array("{\"id\":\"evt_1\"}".utf8)))
-        XCTAssertEqual(out.status, 400)
-        XCTAssertEqual(body(out)?["error"], "invalid_payload")
-        XCTAssertEqual(body(out)?["message"], "event evt_1 has no type")
+        XCTAssertEqual(out.status, 200)
+        XCTAssertEqual(out.annotation(AnnotationKey.audit)?["outcome"], "ignored")
+        XCTAssertEqual(out.annotation(AnnotationKey.audit)?["event_id"], "evt_1")
+        XCTAssertEqual(out.annotation(AnnotationKey.audit)?["reason"], "not a snapshot event: event evt_1 has no type")
+    }
+
+    func testAThinV2EventIsAcknowledgedAndIgnored() {
+        // The shape of Stripe's event notifications (thin events): no data.object, an ISO time.
+        let thin: JSON = ["id": "evt_test_65R9Ijk8ld0Swe2rSyF16RlVb2AWSQ5DBJN2zmGz5uG8sX", "object": "v2.core.event",
+                          "type": "v1.billing.meter.error_report_triggered", "livemode": false,
+                          "created": "2024-09-17T06:20:52.246Z",
+                          "related_object": ["id": "mtr_test_61R9IiFC", "type": "billing.meter",
+                                             "url": "/v1/billing/meters/mtr_test_61R9IiFC"]]
+        let out = run(signed(thin.serialized()))
+        XCTAssertEqual(out.status, 200)
+        let audit = out.annotation(AnnotationKey.audit)
+        XCTAssertEqual(audit?["outcome"], "ignored")
+        XCTAssertEqual(audit?["event_type"], "v1.billing.meter.error_report_triggered")
+        XCTAssertEqual(audit?["reason"]?.string?.contains("v2.core.event"), true)
     }
 
     func testUnknownEventTypesAreAcknowledged() {

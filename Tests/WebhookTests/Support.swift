@@ -127,7 +127,7 @@ enum Events {
     static func invoice(_ id: String, _ type: String, created: Int, periodEnd: Int, reason: String = "subscription_cycle",
                         amountPaid: Int = 1500, customer: String = "cus_1", subscription: String = "sub_1",
                         newShape: Bool = true) -> JSON {
-        var o: JSONObject = ["id": "in_1", "object": "invoice", "customer": .string(customer),
+        var o: JSONObject = ["id": .string("in_" + id), "object": "invoice", "customer": .string(customer),
                              "billing_reason": .string(reason), "amount_paid": JSON(amountPaid),
                              "period_end": JSON(periodEnd - 2_592_000),
                              "lines": ["object": "list", "data": [["period": ["start": JSON(periodEnd - 2_592_000), "end": JSON(periodEnd)]]]]]

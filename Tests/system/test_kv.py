@@ -376,7 +376,7 @@ def test_serve_answers_none_for_a_user_without_state(store):
     ("trial", NOW + 86400, NOW + 3600, "trial"),
     ("past_due", NOW + 86400, None, "past_due"),
     ("cancelled", NOW - 10, None, "cancelled"),
-    ("unpaid", NOW + 86400, None, "past_due"),
+    ("unpaid", NOW + 86400, None, "unpaid"),   # Stripe: revoke access once retries are exhausted
     ("incomplete", None, None, "none"),
     ("incomplete_expired", None, None, "expired"),
     ("paused", None, NOW - 10, "expired"),

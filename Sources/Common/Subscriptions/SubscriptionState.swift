@@ -1,4 +1,5 @@
 import Records
+import KV
 // The contract between the writer of subscription state (apply-webhook) and its reader
 // (kv serve): one key per user, `sub/<uid>`, holding this document as its value.
 // Both sides encode and decode through this type so the layout lives in one place
@@ -23,9 +24,9 @@ public struct SubscriptionState: Equatable, Sendable {
         }
     }
 
-    /// What readers are told: the six statuses of `GET /v1/subscription`.
+    /// What readers are told: the seven statuses of `GET /v1/subscription`.
     public enum PublicStatus: String, CaseIterable, Sendable {
-        case active, trial, past_due, cancelled, expired, none
+        case active, trial, past_due, unpaid, cancelled, expired, none
     }
 
     public var uid: String
@@ -58,9 +59,10 @@ public struct SubscriptionState: Equatable, Sendable {
         self.extra = extra
     }
 
-    /// The KV key of a user's state. The uid is used as is: the store encodes keys, so
-    /// any uid (slashes, dots, unicode) is safe.
-    public static func key(uid: String) -> String { keyPrefix + uid }
+    /// The KV key of a user's state. The uid is used as is (the store encodes keys, so any
+    /// uid, slashes, dots, unicode, is safe), unless the key would be too long: then the
+    /// uid's digest stands for it (KVKeyPart), for the writer and the reader alike.
+    public static func key(uid: String) -> String { KVKeyPart.key(keyPrefix, uid) }
     public static let keyPrefix = "sub/"
 
     /// A switch, not a Set: every read of a state asks this of each member, and hashing a
@@ -139,12 +141,13 @@ public struct SubscriptionState: Equatable, Sendable {
     // MARK: Reading
 
     /// The status a reader sees at `now`. Stored statuses map as follows (docs/kv.md):
-    /// unpaid → past_due (the subscription still exists and paying the open invoice
-    /// restores it), incomplete → none (the first payment never went through: no access
+    /// unpaid → unpaid (Stripe's guidance: revoke access once retries are exhausted; it is
+    /// its own status because paying the open invoice restores the subscription, unlike
+    /// cancelled), incomplete → none (the first payment never went through: no access
     /// was ever granted), incomplete_expired → expired, paused → expired (Stripe pauses
-    /// only a trial that ended without a payment method). A subscription that still
-    /// grants access (active, trial, past_due, unpaid) reads as expired once its trial or
-    /// paid period has ended (`+ grace` seconds), even if no event said so.
+    /// only a trial that ended without a payment method). A subscription that grants
+    /// access (active, trial, past_due) reads as expired once its trial or paid period
+    /// has ended (`+ grace` seconds), even if no event said so.
     public func publicStatus(now: Int, grace: Int = 0) -> PublicStatus {
         switch status {
         case .cancelled: return .cancelled
@@ -153,7 +156,8 @@ public struct SubscriptionState: Equatable, Sendable {
         case .trial:
             if let end = trialEnd ?? currentPeriodEnd, now >= end + grace { return .expired }
             return .trial
-        case .active, .past_due, .unpaid:
+        case .unpaid: return .unpaid
+        case .active, .past_due:
             if let end = currentPeriodEnd, now >= end + grace { return .expired }
             return status == .active ? .active : .past_due
         }
