@@ -6,21 +6,20 @@ import Musl
 import Records
 import KV
 
-var options = Options(program: "apply-webhook", usage: usage)
+let options = ApplyWebhookOptions.table.parse()
 let batch = options.flag("--batch")
 let noVerify = options.flag("--no-verify-signatures")
-let kvPath = options.value("--kv", env: "EDGEPIPE_KV") ?? environment("EDGEPIPE_DATA").map { $0 + "/kv" }
-let plansPath = options.value("--plans", env: "EDGEPIPE_PLANS")
-let secretsFile = options.value("--secrets-file", env: "EDGEPIPE_STRIPE_SECRETS_FILE")
-let tolerance = options.int("--tolerance", env: "EDGEPIPE_STRIPE_TOLERANCE",
-                            default: batch ? 0 : StripeSignature.defaultTolerance)
-let routeName = options.value("--route", env: "EDGEPIPE_WEBHOOK_ROUTE") ?? "stripe-webhook"
+let kvPath = options.value("--store") ?? dataPath("kv")
+let plansPath = options.value("--plans")
+let secretsFile = options.value("--secrets-file")
+let tolerance = options.int("--tolerance", default: batch ? 0 : StripeSignature.defaultTolerance)
+let routeName = options.value("--route") ?? "stripe-webhook"
 let eventTTL = options.int("--event-ttl", default: WebhookApplier.defaultEventTTL)
-let pendingTTL = options.int("--pending-ttl", env: "EDGEPIPE_STRIPE_PENDING_TTL", default: WebhookApplier.defaultPendingTTL)
+let pendingTTL = options.int("--pending-ttl", default: WebhookApplier.defaultPendingTTL)
 let pendingCommand = options.value("--pending")
 let olderThan = options.value("--older-than")
 let groupSize = options.int("--group", default: Batch.defaultGroupSize)
-let paths = options.rest()
+let paths = options.positional
 
 if !batch && noVerify { Log.fatal("--no-verify-signatures is only for --batch (trusted exports)") }
 if !batch && !paths.isEmpty { Log.fatal("unexpected argument \(paths[0]) (files are read in --batch mode only)") }
@@ -28,7 +27,7 @@ if tolerance < 0 || eventTTL <= 0 || pendingTTL <= 0 {
     Log.fatal("--tolerance must be >= 0, --event-ttl and --pending-ttl > 0")
 }
 if groupSize < 1 { Log.fatal("--group must be >= 1") }
-guard let kvPath else { Log.fatal("no KV store: pass --kv DIR or set EDGEPIPE_KV or EDGEPIPE_DATA") }
+guard let kvPath else { Log.fatal("no KV store: pass --store DIR or set EDGEPIPE_KV or EDGEPIPE_DATA") }
 
 if let pendingCommand {
     exit(runPendingCommand(pendingCommand, olderThan: olderThan, kvPath: kvPath, extra: paths))
