@@ -80,5 +80,5 @@ if batch {
     exit(runner.run(paths: paths))
 }
 
-let filter = WebhookFilter(routeName: routeName, processor: processor)
+let filter = ApplyWebhookFilter(routeName: routeName, processor: processor)
 FilterLoop.run { record in filter.handle(&record) }

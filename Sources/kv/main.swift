@@ -19,9 +19,9 @@ guard let location = options.value("--store") ?? dataPath("kv") else {
 }
 
 if case .serve(let route, let grace) = command {
-    let store: SubscriptionRead.StoreOpening
+    let store: KVServeFilter.StoreOpening
     do throws(KVError) { store = .success(try openStore(location)) } catch { store = .failure(error); Log.error(error.description) }
-    let reader = SubscriptionRead(route: route, grace: grace, store: store)
+    let reader = KVServeFilter(route: route, grace: grace, store: store)
     FilterLoop.run { reader.handle(&$0) }
 }
 

@@ -9,13 +9,13 @@ final class FilterTests: XCTestCase {
     let secret = "whsec_filter_test"
     let now = 1_700_000_000
     var store: MemoryStore!
-    var filter: WebhookFilter!
+    var filter: ApplyWebhookFilter!
 
     override func setUp() {
         store = MemoryStore()
         let processor = WebhookProcessor(secrets: [secret], tolerance: 300, plans: testPlans,
                                          store: StoreHandle(store), now: { [now] in now }, log: { _ in })
-        filter = WebhookFilter(routeName: "stripe-webhook", processor: processor)
+        filter = ApplyWebhookFilter(routeName: "stripe-webhook", processor: processor)
     }
 
     func record(body: [UInt8], signature: String?, route: String = "stripe-webhook") -> Record {
@@ -163,7 +163,7 @@ final class FilterTests: XCTestCase {
         })
         let processor = WebhookProcessor(secrets: [secret], tolerance: 300, plans: testPlans, store: handle,
                                          now: { [now] in now }, log: { _ in })
-        filter = WebhookFilter(routeName: "stripe-webhook", processor: processor)
+        filter = ApplyWebhookFilter(routeName: "stripe-webhook", processor: processor)
         XCTAssertEqual(run(signed(Events.checkout("evt_1", created: now).serialized())).status, 503)
         XCTAssertEqual(run(signed(Events.checkout("evt_1", created: now).serialized())).status, 200)
     }

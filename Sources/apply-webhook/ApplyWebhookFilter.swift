@@ -134,7 +134,7 @@ struct WebhookProcessor {
 }
 
 /// Filter mode: answers the records routed to the webhook route, passes others on.
-struct WebhookFilter {
+struct ApplyWebhookFilter {
     var routeName: String
     var processor: WebhookProcessor
 

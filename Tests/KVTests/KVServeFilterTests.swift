@@ -5,7 +5,7 @@ import KV
 import Subscriptions
 @testable import kv
 
-final class SubscriptionReadTests: XCTestCase {
+final class KVServeFilterTests: XCTestCase {
     let now = 1_800_000_000
     var store: DirectoryStore!
 
@@ -15,9 +15,9 @@ final class SubscriptionReadTests: XCTestCase {
         store = try DirectoryStore(path: dir)
     }
 
-    func reader(route: String = "subscription", store: SubscriptionRead.StoreOpening? = nil) -> SubscriptionRead {
+    func reader(route: String = "subscription", store: KVServeFilter.StoreOpening? = nil) -> KVServeFilter {
         let now = self.now
-        return SubscriptionRead(route: route, grace: 0, store: store ?? .success(self.store), now: { now })
+        return KVServeFilter(route: route, grace: 0, store: store ?? .success(self.store), now: { now })
     }
 
     func request(method: String = "GET", uid: String? = "u1", route: String? = "subscription") -> Record {
@@ -29,7 +29,7 @@ final class SubscriptionReadTests: XCTestCase {
         return r
     }
 
-    func answer(_ r: Record, _ reader: SubscriptionRead? = nil) -> (Int?, JSON?, Record) {
+    func answer(_ r: Record, _ reader: KVServeFilter? = nil) -> (Int?, JSON?, Record) {
         var r = r
         (reader ?? self.reader()).handle(&r)
         return (r.status, try? JSONReader.parse(r.body), r)

@@ -6,7 +6,7 @@ import Subscriptions
 /// subscription, from one key read. The caller is the uid verify-jwt put in
 /// `x-authenticated-uid`; this filter trusts nothing else (the pipeline's verify-jwt
 /// removes any client-sent copy of that header before setting it).
-struct SubscriptionRead {
+struct KVServeFilter {
     /// Records routed here (annotations.route.name) are ours; everything else passes.
     var route = "subscription"
     /// Seconds after a period's or trial's end during which it still counts (renewal
