@@ -597,3 +597,24 @@ def test_haproxy_takes_a_pool_out_while_readyz_fails_and_back_when_it_passes(tmp
     finally:
         front.stop()
         listener.close()
+
+
+@pytest.mark.parametrize("proxy", ["nginx", "haproxy"])
+def test_the_proxy_request_id_becomes_edgepipe_request_id_and_a_client_cannot_choose_it(tmp_path, proxy):
+    front = Front(tmp_path, proxy, BIN)
+    try:
+        conn = front.connection()
+        conn.request("GET", "/healthz", headers={"X-Request-Id": "chosen-by-client"})
+        r = conn.getresponse(); r.read()
+        conn.close()
+        rid = r.getheader("x-request-id")
+        assert r.status == 200 and rid and rid != "chosen-by-client"
+        # nginx: 32 hex digits; HAProxy: a UUID. Either way the proxy's, not a fresh one.
+        assert (len(rid) == 32 and int(rid, 16) >= 0) if proxy == "nginx" else (len(rid) == 36 and rid.count("-") == 4)
+        log = front.data / "log" / "access.log"
+        deadline = time.time() + 5
+        while rid not in (log.read_text() if log.exists() else "") and time.time() < deadline:
+            time.sleep(0.05)
+        assert json.loads([l for l in log.read_text().splitlines() if rid in l][0])["request_id"] == rid
+    finally:
+        front.stop()
