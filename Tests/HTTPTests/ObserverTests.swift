@@ -17,7 +17,7 @@ final class ObserverTests: XCTestCase {
          "access":{"received_at":1000,"received_us":5000,"bytes_in":321,"path":"/v1/x","query":"token=SECRET","user_agent":"ua/1"},
          "annotations":{"route":{"name":"subscription"},"auth":{"refused":"expired"}}}
         """#)
-        let observer = ResponseObserver(log: nil, metrics: nil)
+        var observer = ResponseObserver(log: nil, metrics: nil)
         let facts = ResponseObserver.facts(r, access: r["access"]?.object, monoNow: 17_345)
         XCTAssertEqual(facts.durationMicros, 12_345)
         let line = observer.line(r, facts, access: r["access"]?.object, bytesOut: 99, wallMillis: 1_700_000_000_123)
