@@ -8,7 +8,7 @@ import PackageDescription
 //   Crypto          OpenSSL behind small owning types: keys, signatures, digests   -> Records
 //   Net             stream sockets (TCP, Unix), TLS, the HTTP/1.1 client           -> Records, Crypto
 //   JWT             compact JWS, key sets, claims                                  -> Records, Crypto
-//   KV              the store protocol: a directory, or Redis                      -> Records, Crypto, Net
+//   KV              the store protocol: a directory, or Redis                      -> Records, Crypto, Net, SharedMemory
 //   Subscriptions   what a user's subscription state is, and how events change it  -> Records, KV
 //   RateLimit       rate-limit rules and their check (GCRA)                        -> Records, SharedMemory, KV
 //   CORS            cross-origin settings per route, preflights, response headers  -> Records
@@ -28,20 +28,20 @@ let package = Package(
         .target(name: "Crypto", dependencies: ["Records", "COpenSSL"], path: "Sources/Common/Crypto"),
         .target(name: "Net", dependencies: ["Records", "Crypto", "COpenSSL"], path: "Sources/Common/Net"),
         .target(name: "JWT", dependencies: ["Records", "Crypto"], path: "Sources/Common/JWT"),
-        .target(name: "KV", dependencies: ["Records", "Crypto", "Net"], path: "Sources/Common/KV"),
+        .target(name: "KV", dependencies: ["Records", "Crypto", "Net", "SharedMemory"], path: "Sources/Common/KV"),
         // KV for KVKeyPart: SubscriptionState.key is the one place the reader and the writer build a user's key.
         .target(name: "Subscriptions", dependencies: ["Records", "KV"], path: "Sources/Common/Subscriptions"),
         .target(name: "RateLimit", dependencies: ["Records", "SharedMemory", "KV"], path: "Sources/Common/RateLimit"),
         .target(name: "CORS", dependencies: ["Records"], path: "Sources/Common/CORS"),
 
-        .executableTarget(name: "http-decode", dependencies: ["Records"]),
-        .executableTarget(name: "http-encode", dependencies: ["Records", "CORS"]),
+        .executableTarget(name: "http-decode", dependencies: ["Records", "SharedMemory"]),
+        .executableTarget(name: "http-encode", dependencies: ["Records", "CORS", "SharedMemory"]),
         .executableTarget(name: "route", dependencies: ["Records", "CORS", "RateLimit"]),
-        .executableTarget(name: "verify-jwt", dependencies: ["Records", "Crypto", "Net", "JWT", "RateLimit"]),
+        .executableTarget(name: "verify-jwt", dependencies: ["Records", "Crypto", "Net", "JWT", "RateLimit", "KV", "SharedMemory"]),
         .executableTarget(name: "sign-jwt", dependencies: ["Records", "Crypto", "JWT"]),
         .executableTarget(name: "kv", dependencies: ["Records", "KV", "Subscriptions"]),
-        .executableTarget(name: "audit", dependencies: ["Records", "Crypto"]),
-        .executableTarget(name: "apply-webhook", dependencies: ["Records", "Crypto", "KV", "Subscriptions"]),
+        .executableTarget(name: "audit", dependencies: ["Records", "Crypto", "SharedMemory"]),
+        .executableTarget(name: "apply-webhook", dependencies: ["Records", "Crypto", "KV", "Subscriptions", "SharedMemory"]),
         .executableTarget(name: "reserve", dependencies: ["Records", "Crypto", "KV"]),
         .executableTarget(name: "limit", dependencies: ["Records", "RateLimit"]),
 
@@ -50,7 +50,7 @@ let package = Package(
         .testTarget(name: "LimitTests", dependencies: ["RateLimit", "Records", "SharedMemory", "KV"]),
         .testTarget(name: "RouteTests", dependencies: ["route", "Records"]),
         .testTarget(name: "JWTTests", dependencies: ["verify-jwt", "sign-jwt", "Records", "Crypto", "Net", "JWT"]),
-        .testTarget(name: "HTTPTests", dependencies: ["http-decode", "http-encode", "Records"]),
+        .testTarget(name: "HTTPTests", dependencies: ["http-decode", "http-encode", "Records", "SharedMemory"]),
         .testTarget(name: "KVTests", dependencies: ["kv", "Records", "Crypto", "KV", "Subscriptions"]),
         .testTarget(name: "AuditTests", dependencies: ["audit", "Records", "Crypto"]),
         .testTarget(name: "WebhookTests", dependencies: ["apply-webhook", "Records", "Crypto", "KV", "Subscriptions"]),

@@ -1,5 +1,6 @@
 import Records
 import KV
+import SharedMemory
 
 /// The store, opened on first use and reopened after a failure to open, so a filter
 /// started while the data directory is missing or read-only answers 503 (Stripe
@@ -52,6 +53,20 @@ struct WebhookProcessor {
 
     /// `verify: false` only for trusted exports in batch mode.
     func process(body: [UInt8], signature: String?, verify: Bool) -> Response {
+        let response = decide(body: body, signature: signature, verify: verify)
+        if let metrics = Metrics.shared { Self.count(response.outcome, metrics) }
+        return response
+    }
+
+    /// edgepipe_webhook_events_total{type,outcome}, for the event and those it unblocked.
+    static func count(_ outcome: Outcome, _ m: Metrics) {
+        let type = m.nameIndex(m.layout.eventTypes, outcome.eventType ?? "unknown")
+        let kind = MetricsLayout.webhookOutcomes.firstIndex(of: outcome.kind.rawValue) ?? MetricsLayout.webhookOutcomes.count - 1
+        m.add(m.layout.webhookEvents, type, kind)
+        for drained in outcome.drained { count(drained, m) }
+    }
+
+    private func decide(body: [UInt8], signature: String?, verify: Bool) -> Response {
         if verify {
             do {
                 try StripeSignature.verify(payload: body, header: signature, secrets: secrets,

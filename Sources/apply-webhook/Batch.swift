@@ -41,7 +41,7 @@ struct Batch {
     /// Pending events (of this run or an earlier one) applied because an item of this
     /// run brought their customer's user. Items are counted by their own outcome.
     var drained = 0
-    private var lastProgress = 0
+    private var progressLine: Progress?
 
     init(processor: WebhookProcessor, verify: Bool, showProgress: Bool, groupSize: Int = 1) {
         self.processor = processor; self.verify = verify; self.showProgress = showProgress
@@ -53,6 +53,7 @@ struct Batch {
     /// Runs every input; returns the exit status (0, 1 when any item was invalid, 3 when
     /// the store failed and the run stopped early).
     mutating func run(paths: [String]) -> Int32 {
+        if showProgress { progressLine = Progress(total: Progress.count(paths)) }
         do {
             if paths.isEmpty {
                 try lines(fd: 0, name: "stdin")
@@ -281,15 +282,13 @@ struct Batch {
     // MARK: Output
 
     private mutating func progress() {
-        guard showProgress else { return }
-        let t = Clock.monotonicMillis()
-        guard t - lastProgress >= 200 else { return }
-        lastProgress = t
-        FileOutput.writeAll(2, Array("\r\(Log.program): \(total) events, \(describe())\u{1B}[K".utf8))
+        guard progressLine?.due() == true else { return }
+        let detail = describe()
+        progressLine!.update(done: total, detail: detail)
     }
 
     private func finishProgress() {
-        if showProgress && lastProgress != 0 { FileOutput.writeAll(2, Array("\r\u{1B}[K".utf8)) }
+        progressLine?.finish()
     }
 
     private func describe() -> String {

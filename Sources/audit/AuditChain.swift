@@ -46,7 +46,9 @@ public struct AuditEntry: Equatable, Sendable {
     /// status (for responses), then everything the annotation carries.
     public init(annotation: JSON, record: Record) {
         var f = JSONObject()
-        if let id = record.object["id"], !id.isNull { f["request_id"] = id }
+        // The service-wide id (the one in the access log and the x-request-id header);
+        // records that have none (batch input) keep their own id.
+        if let id = record.object["request_id"] ?? record.object["id"], !id.isNull { f["request_id"] = id }
         if let remote = record.object["remote"], !remote.isNull { f["remote"] = remote }
         if let status = record.object["status"] { f["status"] = status }
         if let note = annotation.object {

@@ -4,6 +4,7 @@ import Glibc
 import Musl
 #endif
 import Records
+import SharedMemory
 
 /// Records each audit annotation in the log, then strips it: the annotation never
 /// leaves the service.
@@ -13,8 +14,11 @@ struct AuditFilter {
     func handle(_ record: inout Record) {
         guard let note = record.annotation(AnnotationKey.audit) else { return }
         if !note.isNull {
-            log.append(AuditEntry(annotation: note, record: record))
+            let outcome = log.append(AuditEntry(annotation: note, record: record))
             GroupSyncTimer.afterAppend()
+            if let m = Metrics.shared {
+                if case .written = outcome { m.add(m.layout.auditAppends) } else { m.add(m.layout.auditSpills) }
+            }
         }
         record.setAnnotation(AnnotationKey.audit, nil)
     }

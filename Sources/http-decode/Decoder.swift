@@ -93,6 +93,19 @@ public struct HTTPDecoder {
         // The peer is the same for every request of the connection; only a proxy's
         // requests each name their own client.
         let proxy = settings.trustedProxies.trusts(peer: remote) ? remote : nil
+        var ids = RequestIDs()
+        // The first byte of the request being read arrived in the read at `lastRead`; a
+        // request whose bytes came with the previous one's arrived with them.
+        var lastRead = Arrival.now()
+        var arrival: Arrival?
+        var consumedBefore = 0
+        func stamp(_ consumed: Int) -> Arrival {
+            var a = arrival ?? lastRead
+            a.bytes = consumed - consumedBefore
+            consumedBefore = consumed
+            arrival = parser.buffered > 0 ? lastRead : nil
+            return a
+        }
 
         while true {
             // Everything parseable now becomes records; they are written in one go before
@@ -104,7 +117,9 @@ public struct HTTPDecoder {
                     break parsing
                 case .request(let request):
                     let client = proxy.map { settings.trustedProxies.client(peer: $0, headers: request.headers) } ?? remote
-                    RequestRecord.make(request, id: String(nextID), remote: client).object.write(to: &out)
+                    let requestID = proxy.flatMap { _ in Self.forwardedID(request.headers) } ?? ids.next()
+                    RequestRecord.make(request, id: String(nextID), remote: client, requestID: requestID,
+                                       arrival: stamp(parser.consumed)).object.write(to: &out)
                     out.append(0x0A)
                     nextID += 1
                     completed = true
@@ -119,7 +134,8 @@ public struct HTTPDecoder {
                 case .failure(let failure):
                     Log.error("\(failure.status) \(failure.message)")
                     RequestRecord.failure(failure, id: String(nextID), method: parser.partialMethod,
-                                          version: parser.partialVersion, remote: remote).object.write(to: &out)
+                                          version: parser.partialVersion, remote: remote, requestID: ids.next(),
+                                          arrival: stamp(parser.consumed + parser.buffered)).object.write(to: &out)
                     out.append(0x0A)
                     return stop(&out, linger: true, chunk)
                 }
@@ -148,7 +164,8 @@ public struct HTTPDecoder {
                                           phase == .head ? "request head not received in time" : "request body not received in time")
                 Log.error("408 \(failure.message)")
                 RequestRecord.failure(failure, id: String(nextID), method: parser.partialMethod,
-                                      version: parser.partialVersion, remote: remote).object.write(to: &out)
+                                      version: parser.partialVersion, remote: remote, requestID: ids.next(),
+                                      arrival: stamp(parser.consumed + parser.buffered)).object.write(to: &out)
                 out.append(0x0A)
                 return stop(&out, linger: true, chunk)
             case .outputGone:
@@ -156,6 +173,8 @@ public struct HTTPDecoder {
             case .readable:
                 let n = read(settings.input, chunk.baseAddress!, chunk.count)
                 if n > 0 {
+                    lastRead = Arrival.now()
+                    if arrival == nil { arrival = lastRead }
                     parser.append(UnsafeRawBufferPointer(rebasing: chunk[0..<n]))
                 } else if n < 0 && errno == EINTR {
                     continue
@@ -164,7 +183,8 @@ public struct HTTPDecoder {
                     // a half-closed client may be waiting for it.
                     if n == 0, let failure = parser.finish() {
                         RequestRecord.failure(failure, id: String(nextID), method: parser.partialMethod,
-                                              version: parser.partialVersion, remote: remote).object.write(to: &out)
+                                              version: parser.partialVersion, remote: remote, requestID: ids.next(),
+                                              arrival: stamp(parser.consumed + parser.buffered)).object.write(to: &out)
                         out.append(0x0A)
                     }
                     return stop(&out, linger: false, chunk)
@@ -174,6 +194,13 @@ public struct HTTPDecoder {
     }
 
     private enum Wait { case readable, timeout, outputGone }
+
+    /// The X-Request-Id a trusted proxy sent, when it is well formed (the last one wins,
+    /// as the proxy appends after anything the client wrote).
+    static func forwardedID(_ headers: [Header]) -> String? {
+        guard let value = headers.last(where: { $0.name == "x-request-id" })?.value else { return nil }
+        return RequestIDs.isWellFormed(value) ? value : nil
+    }
 
     /// Waits for input, watching the output too: when the rest of the pipeline has exited
     /// there is no one left to answer, so there is no point waiting for the client.
@@ -223,7 +250,8 @@ public struct HTTPDecoder {
 
 /// Request records as docs/protocol.md describes them.
 public enum RequestRecord {
-    public static func make(_ r: HTTPRequest, id: String, remote: String?) -> Record {
+    public static func make(_ r: HTTPRequest, id: String, remote: String?,
+                            requestID: String? = nil, arrival: Arrival? = nil) -> Record {
         var o = JSONObject()
         o.members.reserveCapacity(9)
         o.members.append(.init("id", .string(id)))
@@ -239,6 +267,11 @@ public enum RequestRecord {
         record.body = r.body
         if let remote { record.object.members.append(.init("remote", .string(remote))) }
         record.object.members.append(.init("keep_alive", .bool(r.keepAlive)))
+        if let requestID { record.object.members.append(.init("request_id", .string(requestID))) }
+        if let arrival {
+            let agent = r.headers.first { $0.name == "user-agent" }?.value
+            record.object.members.append(.init("access", access(arrival, path: r.path, query: r.query, userAgent: agent)))
+        }
         return record
     }
 
@@ -254,15 +287,33 @@ public enum RequestRecord {
         return Record(o)
     }
 
+    /// What the access log needs from the request, in one member that `Record.response`
+    /// keeps: when it arrived, its size, and the request line and user agent that a
+    /// response no longer carries.
+    static func access(_ a: Arrival, path: String?, query: String?, userAgent: String?) -> JSON {
+        var o = JSONObject()
+        o.members.reserveCapacity(6)
+        o.members.append(.init("received_at", JSON(a.at)))
+        o.members.append(.init("received_us", JSON(a.monoMicros)))
+        o.members.append(.init("bytes_in", JSON(a.bytes)))
+        if let path { o.members.append(.init("path", .string(path))) }
+        if let query, !query.isEmpty { o.members.append(.init("query", .string(query))) }
+        if let userAgent { o.members.append(.init("user_agent", .string(userAgent))) }
+        return .object(o)
+    }
+
     /// The response record for a request that could not be read: it passes every filter
     /// untouched and closes the connection once written.
-    public static func failure(_ f: HTTPFailure, id: String, method: String?, version: String?, remote: String?) -> Record {
+    public static func failure(_ f: HTTPFailure, id: String, method: String?, version: String?, remote: String?,
+                               requestID: String? = nil, arrival: Arrival? = nil) -> Record {
         var o = JSONObject()
         o.members.append(.init("id", .string(id)))
         if let method { o.members.append(.init("method", .string(method))) }
         o.members.append(.init("version", .string(version ?? "HTTP/1.1")))
         o.members.append(.init("keep_alive", .bool(false)))
         if let remote { o.members.append(.init("remote", .string(remote))) }
+        if let requestID { o.members.append(.init("request_id", .string(requestID))) }
+        if let arrival { o.members.append(.init("access", access(arrival, path: nil, query: nil, userAgent: nil))) }
         return Record(o).errorResponse(status: f.status, error: f.code, message: f.message)
     }
 }

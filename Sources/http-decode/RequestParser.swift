@@ -119,6 +119,11 @@ public struct RequestParser {
     /// Bytes appended and not yet consumed.
     public var buffered: Int { buffer.count - pos }
 
+    /// Bytes consumed since the start: the difference across one request is its size on
+    /// the wire (the access log's bytes received).
+    public var consumed: Int { dropped + pos }
+    private var dropped = 0
+
     public mutating func append(_ bytes: UnsafeRawBufferPointer) {
         compact()
         buffer.append(contentsOf: bytes.bindMemory(to: UInt8.self))
@@ -131,10 +136,12 @@ public struct RequestParser {
     /// Drops consumed bytes once they are worth a memmove.
     private mutating func compact() {
         if pos == buffer.count {
+            dropped += pos
             buffer.removeAll(keepingCapacity: true)
             pos = 0
         } else if pos >= 1 << 16 && pos * 2 >= buffer.count {
             buffer.removeSubrange(0..<pos)
+            dropped += pos
             pos = 0
         }
     }

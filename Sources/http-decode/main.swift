@@ -4,6 +4,7 @@ import Glibc
 import Musl
 #endif
 import Records
+import SharedMemory
 
 let usage = """
 usage: http-decode [options]
@@ -77,4 +78,9 @@ if !options.rest().isEmpty { Log.fatal("no arguments expected (try --help)") }
 if let problem = settings.problem { Log.fatal(problem) }
 if checkOnly { exit(0) }
 
-exit(HTTPDecoder(settings: settings, remote: RemoteAddress.detect()).run())
+// One http-decode per pipeline, living as long as its connection: it counts both.
+let metrics = Metrics.shared
+metrics.map { $0.add($0.layout.pipelinesStarted); $0.add($0.layout.connectionsOpen) }
+let status = HTTPDecoder(settings: settings, remote: RemoteAddress.detect()).run()
+metrics.map { $0.add($0.layout.connectionsOpen, delta: -1) }
+exit(status)

@@ -27,6 +27,8 @@ public struct ResponseWriter {
     private var cachedSecond = -1
     private var cachedDate: [UInt8] = []
     private let now: () -> Int
+    /// The record behind the last response written (for the access log and the metrics).
+    public private(set) var written: Record?
 
     public init(now: @escaping () -> Int = { Clock.now() }) { self.now = now }
 
@@ -45,6 +47,7 @@ public struct ResponseWriter {
 
     /// Appends the bytes of one response; returns whether the connection closes after it.
     public mutating func write(_ input: Record, into out: inout [UInt8]) -> Bool {
+        written = nil   // an interim response is not logged or counted: its final one is
         if input.object["interim"]?.bool == true { return writeInterim(input, into: &out) }
         var record = Self.parsingReadFields(input)
         if !record.isResponse {
@@ -61,12 +64,14 @@ public struct ResponseWriter {
             // Every answer to an allowed origin, whichever stage (or upstream) made it.
             if let cors = record.annotation(AnnotationKey.cors) { CORSResponse.apply(cors, to: &fields) }
             emit(record, fields: fields, into: &out)
+            written = record
             return !record.keepAlive
         case .failure(let reason):
             Log.error("bad response record \(record.id ?? "?"): \(reason)")
             var error = record.errorResponse(status: 500, error: "internal_error", message: "the pipeline produced an invalid response")
             error.keepAlive = false
             emit(error, fields: [Header("content-type", "application/json")], into: &out)
+            written = error
             return true
         }
     }
@@ -162,8 +167,16 @@ public struct ResponseWriter {
         out.append(contentsOf: "date: ".utf8)
         out.append(contentsOf: date())
         out.append(contentsOf: "\r\n".utf8)
+        // The request's id on every response; one a filter or an upstream set gives way.
+        let requestID = record.requestID.flatMap { id in id.utf8.allSatisfy(Self.isSafeValue) && !id.isEmpty ? id : nil }
+        if let requestID {
+            out.append(contentsOf: "x-request-id: ".utf8)
+            out.append(contentsOf: requestID.utf8)
+            out.append(contentsOf: "\r\n".utf8)
+        }
         var hasType = false
         for h in fields where !Self.isIgnored(h.name) {
+            if requestID != nil && h.name == "x-request-id" { continue }
             if h.name == "content-type" {
                 if hasType { continue }   // one Content-Type only
                 hasType = true
@@ -214,6 +227,8 @@ public struct ResponseWriter {
         }
         return cachedDate
     }
+
+    static func isSafeValue(_ c: UInt8) -> Bool { c > 0x20 && c < 0x7F }
 
     static func isToken(_ c: UInt8) -> Bool { ASCII.isToken(c) }
 
@@ -276,7 +291,11 @@ public struct HTTPEncoder {
     public var input: Int32 = 0
     public var output: Int32 = 1
 
-    public init(input: Int32 = 0, output: Int32 = 1) { self.input = input; self.output = output }
+    public var observer: ResponseObserver?
+
+    public init(input: Int32 = 0, output: Int32 = 1, observer: ResponseObserver? = nil) {
+        self.input = input; self.output = output; self.observer = observer
+    }
 
     /// Exits 0 at end of input or right after a closing response, 1 when the output is closed.
     public func run() -> Never {
@@ -284,6 +303,7 @@ public struct HTTPEncoder {
         var reader = LineReader(fd: input)
         reader.watchedOutput = output
         var writer = ResponseWriter()
+        var observer = self.observer
         var out: [UInt8] = []
         out.reserveCapacity(1 << 16)
         reader.forEachLine { event in
@@ -297,6 +317,8 @@ public struct HTTPEncoder {
                 close = writer.write(writer.internalError("the pipeline produced a record too long"), into: &out)
             }
             if !FileOutput.writeAll(output, out) { exit(1) }
+            // After the response is on its way: the log and the counters never delay it.
+            if observer != nil, let record = writer.written { observer!.responded(record, bytesOut: out.count) }
             if close { finish() }
         }
         if reader.outputGone { exit(1) }

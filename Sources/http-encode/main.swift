@@ -16,12 +16,24 @@ a response it cannot write safely (bad status, control characters in a header), 
 Exits after writing a response whose keep_alive is false, or at end of input; either way
 it half-closes standard output first (shutdown(2)) so the client sees the end at once.
 
-options: none.   environment: EDGEPIPE_CLOCK_OFFSET (seconds added to Date).
+Every response carries x-request-id (the record's request_id). Once a response is
+written, one access-log line (JSON) is appended and the request metrics are counted.
+
+options (each overrides its environment variable):
+  --access-log DEST     a file, - for stderr, or off     EDGEPIPE_ACCESS_LOG
+                        (default $EDGEPIPE_DATA/log/access.log; off without EDGEPIPE_DATA)
+  --access-log-query    log the query too (off: queries carry secrets)  EDGEPIPE_ACCESS_LOG_QUERY=1
+environment: EDGEPIPE_CLOCK_OFFSET (seconds added to Date), EDGEPIPE_METRICS (the metrics
+file, or off; default $EDGEPIPE_DATA/run/metrics), EDGEPIPE_DATA.
 
 exit status: 0 when done, 1 when standard output is closed, 2 on bad usage.
 See docs/http-encode.md.
 """
 
-let options = Options(program: "http-encode", usage: usage)
+var options = Options(program: "http-encode", usage: usage)
+let destination = AccessLogDestination.parse(options.value("--access-log", env: "EDGEPIPE_ACCESS_LOG"),
+                                             data: environment("EDGEPIPE_DATA"))
+let logQuery = options.flag("--access-log-query", env: "EDGEPIPE_ACCESS_LOG_QUERY")
 if !options.rest().isEmpty { Log.fatal("no arguments expected (try --help)") }
-HTTPEncoder().run()
+let log = destination == .off ? nil : AccessLog(destination)
+HTTPEncoder(observer: ResponseObserver(log: log, logQuery: logQuery)).run()

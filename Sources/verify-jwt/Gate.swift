@@ -133,18 +133,18 @@ final class Gate {
                        identifyToken: () throws(JWTError) -> (String, JSONObject)) -> (subject: String?, headers: [Header])? {
         switch credential {
         case .identityHeaders:
-            reject(&record, status: 400, code: "invalid_request", reason: Self.identityHeadersReason)
+            reject(&record, status: 400, code: "invalid_request", refused: "identity_headers", reason: Self.identityHeadersReason)
             return nil
         case .twice:
-            reject(&record, status: 400, code: "invalid_request", reason: "more than one Authorization header",
+            reject(&record, status: 400, code: "invalid_request", refused: "two_authorizations", reason: "more than one Authorization header",
                    challenge: "Bearer error=\"invalid_request\", error_description=\"more than one Authorization header\"")
             return nil
         case .missing:
             if settings.access.isOptional(record) { return (nil, []) }
-            reject(&record, status: 401, code: "unauthorized", reason: "a Bearer token is required", challenge: "Bearer")
+            reject(&record, status: 401, code: "unauthorized", refused: "missing_token", reason: "a Bearer token is required", challenge: "Bearer")
             return nil
         case .notBearer:
-            reject(&record, status: 401, code: "unauthorized", reason: "the Authorization scheme must be Bearer",
+            reject(&record, status: 401, code: "unauthorized", refused: "not_bearer", reason: "the Authorization scheme must be Bearer",
                    challenge: "Bearer")
             return nil
         case .token:
@@ -155,18 +155,18 @@ final class Gate {
         do {
             (subject, claims) = try identifyToken()
         } catch .keysUnavailable {
-            reject(&record, status: 503, code: "keys_unavailable",
+            reject(&record, status: 503, code: "keys_unavailable", refused: "keys_unavailable",
                    reason: "token signing keys are unavailable; try again later",
                    extra: [Header("retry-after", String(settings.retryAfter))], audit: "signing keys unavailable")
             return nil
         } catch {
             let reason = error.reason
-            reject(&record, status: 401, code: "invalid_token", reason: reason,
+            reject(&record, status: 401, code: "invalid_token", refused: error.code, reason: reason,
                    challenge: "Bearer error=\"invalid_token\", error_description=\"\(reason)\"")
             return nil
         }
         if let unmet = settings.access.unmet(record, claims) {
-            reject(&record, status: 403, code: "forbidden", reason: "this route requires \(unmet.text)")
+            reject(&record, status: 403, code: "forbidden", refused: "forbidden", reason: "this route requires \(unmet.text)")
             return nil
         }
         var headers = [Header(Self.uidHeader, subject)]
@@ -281,7 +281,7 @@ final class Gate {
     private func authorize(_ record: inout Record, _ admitted: (subject: String?, headers: [Header])) {
         // The auth route vouches for a user: an `optional` access rule cannot make it anonymous.
         guard let subject = admitted.subject else {
-            reject(&record, status: 401, code: "unauthorized", reason: "a Bearer token is required", challenge: "Bearer")
+            reject(&record, status: 401, code: "unauthorized", refused: "missing_token", reason: "a Bearer token is required", challenge: "Bearer")
             return
         }
         var headers = [Header("cache-control", "no-store"), Header(Self.uidHeader, subject)]
@@ -306,7 +306,9 @@ final class Gate {
         return i < value.count ? i : nil
     }
 
-    private func reject(_ record: inout Record, status: Int, code: String, reason: String, challenge: String? = nil,
+    /// `refused` (a slug from MetricsLayout.refusalReasons) goes to annotations.auth, where
+    /// http-encode reads it for the access log and edgepipe_token_refusals_total.
+    private func reject(_ record: inout Record, status: Int, code: String, refused: String, reason: String, challenge: String? = nil,
                         extra: [Header] = [], audit: String? = nil) {
         if settings.auditFailures {
             record.setAnnotation(AnnotationKey.audit, .object(JSONObject([
@@ -315,6 +317,7 @@ final class Gate {
         }
         var headers = extra
         if let challenge { headers.insert(Header("www-authenticate", challenge), at: 0) }
+        record.setAnnotation(AnnotationKey.auth, .object(JSONObject([("refused", .string(refused))])))
         record = record.errorResponse(status: status, error: code, message: reason, headers: headers)
     }
 

@@ -7,6 +7,7 @@ import Records
 import Crypto
 import Net
 import JWT
+import SharedMemory
 
 /// Where the signing keys come from.
 enum KeySource: Equatable, CustomStringConvertible {
@@ -58,6 +59,7 @@ final class KeyStore {
     let settings: KeyStoreSettings
     private let fetcher: Fetcher
     private let clock: WallClock
+    private let metrics: Metrics?
 
     private var keys: KeySet?
     private var expiresAt = 0
@@ -75,8 +77,9 @@ final class KeyStore {
 
     init(source: KeySource, settings: KeyStoreSettings,
          fetcher: @escaping Fetcher = { url, timeout throws(NetError) in try HTTPClient.get(url, timeoutMillis: timeout, userAgent: "edgepipe-verify-jwt") },
-         clock: @escaping WallClock = { time(nil) }) {
+         clock: @escaping WallClock = { time(nil) }, metrics: Metrics? = Metrics.shared) {
         self.source = source
+        self.metrics = metrics
         self.settings = settings
         self.fetcher = fetcher
         self.clock = clock
@@ -167,9 +170,50 @@ final class KeyStore {
             keys = set
             expiresAt = expires
             loadedVersion = KeyFiles.version(cachePath)
+            count("ok")
+            published(fetchedAt: now, expiresAt: expires)
+        } catch let error as NetError {
+            count(error.description.hasPrefix("HTTP ") ? "http_error" : error.description.contains("not JSON") ? "unusable" : "network_error")
+            warnOnce("key fetch from \(source) failed: \(error)")
         } catch {
+            count("unusable")
             warnOnce("key fetch from \(source) failed: \(error)")
         }
+    }
+
+    /// edgepipe_jwks_fetches_total{outcome}.
+    private func count(_ outcome: String) {
+        guard let m = metrics else { return }
+        m.add(m.layout.keyFetches, MetricsLayout.fetchOutcomes.firstIndex(of: outcome) ?? MetricsLayout.fetchOutcomes.count - 1)
+    }
+
+    /// The key set in use, for edgepipe_jwks_age_seconds and its expiry gauge.
+    private func published(fetchedAt: Int, expiresAt: Int) {
+        guard let m = metrics else { return }
+        m.set(m.layout.keyFetchedAt, Int64(fetchedAt))
+        m.set(m.layout.keyExpiresAt, Int64(expiresAt))
+    }
+
+    /// For /readyz: nil when a token could be checked now, else why not. With nothing
+    /// usable in hand it tries to get keys the way a token would (cache, then a fetch within
+    /// the cooldown), so a gateway taken out of rotation comes back once the endpoint does.
+    func problem() -> String? {
+        if case .file(let path) = source {
+            if !loadedOnce {
+                loadedOnce = true
+                loadFile(path)
+            }
+            return keys == nil ? "cannot load the key set \(path)" : nil
+        }
+        if !loadedOnce {
+            loadedOnce = true
+            loadCache()
+        }
+        if keys == nil || clock() >= expiresAt { refresh(wanting: "") }
+        guard keys != nil else { return "no usable key set from \(source): the key endpoint cannot be reached and nothing is cached" }
+        let late = clock() - expiresAt
+        if late >= settings.staleGrace { return "the cached key set from \(source) is \(late) s past its max-age, beyond the grace period" }
+        return nil
     }
 
     private func warnOnce(_ message: String) {
@@ -249,6 +293,7 @@ final class KeyStore {
         }
         keys = set
         expiresAt = expires
+        published(fetchedAt: cache["fetched_at"]?.int ?? 0, expiresAt: expires)
     }
 
     private func reloadIfChanged() {

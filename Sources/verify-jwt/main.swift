@@ -56,6 +56,12 @@ Key cache (fetched sets only):
   --fetch-timeout-ms MS   bound on one fetch (default 2000)
   --default-max-age S     freshness without Cache-Control max-age (default 21600)
   --stale-grace S         use expired keys this long while fetches fail (default 21600)
+Operator routes (no token; answered here, in every pipeline):
+  --metrics-route NAME    Prometheus text of the machine's metrics (default metrics); 403 to
+                          clients outside EDGEPIPE_METRICS_ALLOW (CIDRs; default loopback and
+                          EDGEPIPE_TRUSTED_PROXIES)
+  --ready-route NAME      readiness (default readyz): keys usable, EDGEPIPE_KV answers,
+                          EDGEPIPE_AUDIT_FILE writable, EDGEPIPE_UPSTREAMS reachable; 200 or 503
 Local only:
   --insecure-no-verify    skip all checks but the token's shape and sub; refused unless
                           EDGEPIPE_ENV=local; warns on every start
@@ -67,7 +73,8 @@ Environment (flags win): EDGEPIPE_FIREBASE_PROJECT, EDGEPIPE_JWKS_URL, EDGEPIPE_
   EDGEPIPE_JWT_ACCESS,
   EDGEPIPE_JWKS_CACHE, EDGEPIPE_DATA, EDGEPIPE_JWKS_COOLDOWN, EDGEPIPE_JWKS_TIMEOUT_MS,
   EDGEPIPE_JWKS_MAX_AGE, EDGEPIPE_JWKS_STALE_GRACE, EDGEPIPE_JWT_AUDIT_FAILURES,
-  EDGEPIPE_JWT_INSECURE_NO_VERIFY, EDGEPIPE_ENV, EDGEPIPE_CLOCK_OFFSET, SSL_CERT_FILE, SSL_CERT_DIR.
+  EDGEPIPE_JWT_INSECURE_NO_VERIFY, EDGEPIPE_METRICS_ROUTE, EDGEPIPE_READY_ROUTE, EDGEPIPE_METRICS_ALLOW,
+  EDGEPIPE_READY_CACHE_MS (upstream check reuse, default 3000), EDGEPIPE_TRUSTED_PROXIES, EDGEPIPE_KV, EDGEPIPE_AUDIT_FILE, EDGEPIPE_UPSTREAMS, EDGEPIPE_METRICS, EDGEPIPE_ENV, EDGEPIPE_CLOCK_OFFSET, SSL_CERT_FILE, SSL_CERT_DIR.
 
 Exit status: 0 at end of input; 1 when standard output closes; 2 on a configuration error.
 Details: docs/verify-jwt.md
@@ -81,14 +88,30 @@ do {
     Log.fatal(error.description)
 }
 let limitsPath = options.value("--limits")
+var operationsSettings = OperationsSettings()
+operationsSettings.metricsRoute = options.value("--metrics-route", env: "EDGEPIPE_METRICS_ROUTE") ?? operationsSettings.metricsRoute
+operationsSettings.readyRoute = options.value("--ready-route", env: "EDGEPIPE_READY_ROUTE") ?? operationsSettings.readyRoute
 if let extra = options.rest().first { Log.fatal("unexpected argument '\(extra)' (try --help)") }
 if configuration.gate.insecureNoVerify {
     Log.error("WARNING: --insecure-no-verify: tokens are NOT verified; any client can claim any uid (EDGEPIPE_ENV=local)")
 }
 let store = configuration.source.map { KeyStore(source: $0, settings: configuration.store) }
 let gate = Gate(settings: configuration.gate, verifier: configuration.verifier, keys: store)
+do throws(CIDRError) {
+    operationsSettings.metricsAllow = try OperationsSettings.allowList { environment($0) }
+} catch {
+    Log.fatal("EDGEPIPE_METRICS_ALLOW: \(error.message)")
+}
+let insecure = configuration.gate.insecureNoVerify
+var readySettings = ReadinessSettings(store: environment("EDGEPIPE_KV"), auditFile: environment("EDGEPIPE_AUDIT_FILE"),
+                                     upstreamsFile: environment("EDGEPIPE_UPSTREAMS"))
+readySettings.upstreamCacheMillis = environment("EDGEPIPE_READY_CACHE_MS").flatMap { Int($0) } ?? readySettings.upstreamCacheMillis
+let readiness = Readiness(settings: readySettings,
+                          keys: { store.map { $0.problem() } ?? (insecure ? nil : "no key source configured") })
+let operations = Operations(settings: operationsSettings, readiness: readiness)
 let limits = limitsPath.flatMap { LimitSetup.inProcess(path: $0, stage: .uid) }
 FilterLoop.run { record in
+    if operations.handle(&record, route: record.annotation(AnnotationKey.route)?["name"]?.string) { return }
     gate.handle(&record)
     if let limits, !record.isResponse { limits.handle(&record) }
 }

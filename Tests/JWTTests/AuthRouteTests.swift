@@ -57,7 +57,9 @@ extension GateTests {
                 XCTAssertEqual(auth.headers, protected.headers, "\(headers)")
                 XCTAssertEqual(auth.body, protected.body, "\(headers)")
                 XCTAssertEqual(auth.annotation("audit"), protected.annotation("audit"))
-                XCTAssertNil(auth.annotation("auth"))
+                // Never an identity; the refusal's reason, for the access log and the metrics, as on the protected route.
+                XCTAssertNil(auth.annotation("auth")?["uid"])
+                XCTAssertEqual(auth.annotation("auth"), protected.annotation("auth"))
             }
         }
         let noKeys = run(gate(keys: directory + "/absent.json"), authRequest(headers: [("authorization", "Bearer " + validToken)]))
@@ -79,7 +81,7 @@ extension GateTests {
                 XCTAssertEqual(out.status, 400, "\(spoof)")
                 XCTAssertEqual(body(out), JSONObject([("error", "invalid_request"), ("message", .string(Gate.identityHeadersReason))]))
                 XCTAssertFalse(out.text.contains("admin") || out.text.contains("boss@"), "a forged value never comes back")
-                XCTAssertNil(out.annotation("auth"))
+                XCTAssertEqual(out.annotation("auth"), .object(JSONObject([("refused", "identity_headers")])))
             }
         }
         // On other routes the same headers are only removed, as before.

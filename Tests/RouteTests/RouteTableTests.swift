@@ -102,7 +102,7 @@ final class RouteTableTests: XCTestCase {
         let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
             .appendingPathComponent("../../pipelines/routes").standardized
         let t = try RouteTable.load(path: url.path)
-        XCTAssertEqual(Set(t.routes.compactMap(\.name)), ["healthz", "subscription", "stripe-webhook", "auth"])
+        XCTAssertEqual(Set(t.routes.compactMap(\.name)), ["healthz", "readyz", "metrics", "subscription", "stripe-webhook", "auth"])
         XCTAssertGreaterThanOrEqual(t.routes.filter { if case .gone = $0.action { return true }; return false }.count, 2)
     }
 

@@ -90,21 +90,24 @@ class RecordingBin:
 class Front:
     """pipelines/front with one proxy on free loopback ports, in its own session."""
 
-    def __init__(self, tmp_path, proxy, bin_dir, workers=1, service=True, pipelines="split", extra=()):
+    def __init__(self, tmp_path, proxy, bin_dir, workers=1, service=True, pipelines="split", extra=(),
+                 health_checks=False, extra_env=None):
         need(proxy)
         self.port, self.tls_port, self.upstream_port = free_port(), free_port(), free_port()
         self.write_upstream_port = free_port()
         self.data = tmp_path / "data"
         env = dict(os.environ)
         env.pop("EDGEPIPE_TRUSTED_PROXIES", None)
-        env.update({"EDGEPIPE_BIN": str(bin_dir), "EDGEPIPE_DATA": str(self.data)})
+        env.update({"EDGEPIPE_BIN": str(bin_dir), "EDGEPIPE_DATA": str(self.data), **(extra_env or {})})
         self.log_path = tmp_path / "front.log"
         self.log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
             [str(PIPELINES / "front"), "--proxy", proxy, "--port", str(self.port), "--tls-port", str(self.tls_port),
              "--upstream-port", str(self.upstream_port), "--write-upstream-port", str(self.write_upstream_port),
              "--pipelines", pipelines, "--workers", str(workers), "--keepalive", "4",
-             *([] if service else ["--no-service"]), *extra],
+             *([] if service else ["--no-service"]),
+             # HAProxy's /readyz checks start pipelines of their own, which most tests count.
+             *([] if health_checks else ["--no-health-checks"]), *extra],
             env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             # Only the proxy's ports: pipelines/front starts the proxy once the service listens,
@@ -561,3 +564,57 @@ def test_front_absorbs_a_flood_of_silent_connections_without_starting_pipelines(
     finally:
         for s in silent:
             s.close()
+
+
+def test_haproxy_takes_a_pool_out_while_readyz_fails_and_back_when_it_passes(tmp_path):
+    """The recipe's health check is /readyz: an upstream that stops accepting connections
+    makes the pools unready, HAProxy stops sending them requests (its own 503), and puts
+    them back once the upstream listens again."""
+    port = free_port()
+    upstreams = tmp_path / "upstreams"
+    upstreams.write_text(f"orders http://127.0.0.1:{port}\n")
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", port)); listener.listen(64)
+    front = Front(tmp_path, "haproxy", BIN, health_checks=True, extra_env={"EDGEPIPE_UPSTREAMS": str(upstreams)})
+
+    def status_within(want, seconds):
+        deadline = time.time() + seconds
+        while True:
+            status, _ = get(front, "/healthz")
+            if status == want or time.time() > deadline:
+                return status
+            time.sleep(0.5)
+
+    try:
+        assert status_within(200, 15) == 200
+        listener.close()
+        assert status_within(503, 20) == 503, "two failed checks 5 s apart take the pool out"
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", port)); listener.listen(64)
+        assert status_within(200, 15) == 200, "one passing check brings it back"
+    finally:
+        front.stop()
+        listener.close()
+
+
+@pytest.mark.parametrize("proxy", ["nginx", "haproxy"])
+def test_the_proxy_request_id_becomes_edgepipe_request_id_and_a_client_cannot_choose_it(tmp_path, proxy):
+    front = Front(tmp_path, proxy, BIN)
+    try:
+        conn = front.connection()
+        conn.request("GET", "/healthz", headers={"X-Request-Id": "chosen-by-client"})
+        r = conn.getresponse(); r.read()
+        conn.close()
+        rid = r.getheader("x-request-id")
+        assert r.status == 200 and rid and rid != "chosen-by-client"
+        # nginx: 32 hex digits; HAProxy: a UUID. Either way the proxy's, not a fresh one.
+        assert (len(rid) == 32 and int(rid, 16) >= 0) if proxy == "nginx" else (len(rid) == 36 and rid.count("-") == 4)
+        log = front.data / "log" / "access.log"
+        deadline = time.time() + 5
+        while rid not in (log.read_text() if log.exists() else "") and time.time() < deadline:
+            time.sleep(0.05)
+        assert json.loads([l for l in log.read_text().splitlines() if rid in l][0])["request_id"] == rid
+    finally:
+        front.stop()

@@ -63,10 +63,15 @@ GET = b"GET / HTTP/1.1\r\nHost: h\r\n\r\n"
 def test_request_record_has_every_protocol_field():
     [r] = records(b"POST /v1/x?a=1&b=2 HTTP/1.1\r\nHost: localhost:8080\r\nX-Tag: a\r\nX-Tag: b\r\n"
                   b"Content-Length: 13\r\n\r\n{\"id\":\"evt\"}\n", env={"TCPREMOTEIP": "192.0.2.1"})
+    assert list(r) == ["id", "method", "path", "query", "version", "headers", "body", "remote", "keep_alive",
+                       "request_id", "access"]
+    request_id, access = r.pop("request_id"), r.pop("access")
+    assert len(request_id) == 32 and int(request_id, 16) >= 0
+    assert access["bytes_in"] == 106 and access["path"] == "/v1/x" and access["query"] == "a=1&b=2"
+    assert abs(access["received_at"] / 1000 - time.time()) < 60 and access["received_us"] > 0
     assert r == {"id": "1", "method": "POST", "path": "/v1/x", "query": "a=1&b=2", "version": "HTTP/1.1",
                  "headers": [["host", "localhost:8080"], ["x-tag", "a"], ["x-tag", "b"], ["content-length", "13"]],
                  "body": "{\"id\":\"evt\"}\n", "remote": "192.0.2.1", "keep_alive": True}
-    assert list(r) == ["id", "method", "path", "query", "version", "headers", "body", "remote", "keep_alive"]
 
 
 def test_one_record_per_pipelined_request_in_order():

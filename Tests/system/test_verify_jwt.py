@@ -842,7 +842,8 @@ def test_auth_route_refuses_exactly_as_a_protected_route_does(jwks_file, keys):
     for a, p in zip(as_auth, as_protected):
         assert {k: v for k, v in a.items() if k != "annotations"} == {k: v for k, v in p.items() if k != "annotations"}
         assert a["annotations"]["audit"] == p["annotations"]["audit"]
-        assert "auth" not in a["annotations"]
+        # Never an identity: only the refusal's reason (access log, metrics), as on the protected route.
+        assert a["annotations"]["auth"] == p["annotations"]["auth"] and set(a["annotations"]["auth"]) == {"refused"}
 
 
 def test_auth_route_refuses_requests_that_carry_their_own_identity_headers(jwks_file, keys):

@@ -2,7 +2,6 @@
 concurrent deliveries through many processes sharing one KV directory."""
 import json
 import os
-import pty
 import random
 import signal
 import subprocess
@@ -10,7 +9,7 @@ import time
 
 from conftest import binary
 from test_webhook_support import (MONTH, SECRET, T0, checkout, dumps, event, invoice, lifecycle, ndjson,
-                                  read_entries, read_store, run_batch, sign, signed_record, state, subscription, summary,
+                                  batch_on_terminal, read_entries, read_store, run_batch, sign, signed_record, state, subscription, summary,
                                   webhook_env)
 
 
@@ -119,28 +118,10 @@ def test_progress_appears_only_when_stderr_is_a_terminal(tmp_path):
     assert "\r" not in quiet.stderr.decode()
     assert quiet.stderr.decode().count("\n") == 1
 
-    master, slave = pty.openpty()
-    env = dict(os.environ)
-    env.update(webhook_env(tmp_path, kv=tmp_path / "kv2"))
-    proc = subprocess.Popen([binary("apply-webhook"), "--batch", "--no-verify-signatures"], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=slave, env=env)
-    os.close(slave)
-    proc.stdin.write(data.encode())
-    proc.stdin.close()
-    seen = b""
-    while True:
-        try:
-            chunk = os.read(master, 4096)
-        except OSError:
-            break
-        if not chunk:
-            break
-        seen += chunk
-    proc.wait(timeout=60)
-    os.close(master)
-    assert proc.returncode == 0
+    status, seen, stdout = batch_on_terminal(tmp_path, "--no-verify-signatures", input=data, kv=tmp_path / "kv2")
+    assert status == 0
     assert b"\r" in seen and b" events, " in seen and b"applied" in seen
-    assert json.loads(proc.stdout.read())["applied"] == 60
+    assert json.loads(stdout)["applied"] == 60
 
 
 def test_a_failing_store_stops_the_batch_with_status_3(tmp_path):

@@ -187,3 +187,35 @@ def state(kv, uid):
 
 def body(record):
     return json.loads(record["body"])
+
+
+def batch_on_terminal(tmp_path, *args, input=None, kv=None, timeout=60):
+    """apply-webhook --batch with stderr on a pseudo-terminal; returns (exit status, what
+    the terminal showed, stdout). Every wait is bounded by `timeout`."""
+    import pty
+    import select
+    master, slave = pty.openpty()
+    env = dict(os.environ)
+    env.update(webhook_env(tmp_path, kv=kv))
+    proc = subprocess.Popen([binary("apply-webhook"), "--batch", *args], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=slave, env=env)
+    os.close(slave)
+    if input:
+        proc.stdin.write(input.encode() if isinstance(input, str) else input)
+    proc.stdin.close()
+    seen = b""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        ready, _, _ = select.select([master], [], [], max(deadline - time.time(), 0))
+        if not ready:
+            break
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:   # EIO: the last writer closed the terminal
+            break
+        if not chunk:
+            break
+        seen += chunk
+    proc.wait(timeout=max(deadline - time.time(), 1))
+    os.close(master)
+    return proc.returncode, seen, proc.stdout.read()

@@ -44,5 +44,29 @@ public enum JWTError: Error, Equatable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// A fixed slug per case (no claim names), for metrics labels and the access log.
+    public var code: String {
+        switch self {
+        case .tooLarge: return "too_large"
+        case .malformed: return "malformed"
+        case .algorithmNotAllowed: return "algorithm_not_allowed"
+        case .missingKeyID: return "missing_kid"
+        case .unsupportedCritical: return "unsupported_critical"
+        case .unknownKey: return "unknown_key"
+        case .keyMismatch: return "key_mismatch"
+        case .unusableKey: return "unusable_key"
+        case .badSignature: return "bad_signature"
+        case .expired: return "expired"
+        case .notYetValid: return "not_yet_valid"
+        case .issuedInFuture: return "issued_in_future"
+        case .wrongIssuer: return "wrong_issuer"
+        case .wrongAudience: return "wrong_audience"
+        case .invalidSubject: return "invalid_subject"
+        case .missingClaim: return "missing_claim"
+        case .invalidClaim: return "invalid_claim"
+        case .keysUnavailable: return "keys_unavailable"
+        }
+    }
+
     public var description: String { reason }
 }

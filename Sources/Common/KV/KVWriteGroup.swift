@@ -5,6 +5,7 @@ import Musl
 #endif
 import Records
 import Crypto
+import SharedMemory
 
 /// A store whose writes are made durable together: reads see every write of the group at
 /// once, other processes see none of them until `commit` returns, and then each key holds
@@ -25,7 +26,12 @@ public protocol KVWriteGroup: KVStore {
 /// removals last of all. Any other engine writes through, one durable write at a time:
 /// correct, not faster.
 public func writeGroup(over store: any KVStore, publishLast: [String] = []) -> any KVWriteGroup {
-    if let directory = store as? DirectoryStore {
+    // Grouped writes go to the directory itself: counted as one "batch" per group.
+    if let directory = (store as? MeteredStore)?.inner as? DirectoryStore ?? store as? DirectoryStore {
+        if let metered = store as? MeteredStore {
+            metered.metrics.add(metered.metrics.layout.storeOperations, metered.backend,
+                                MetricsLayout.storeOperations.firstIndex(of: "batch") ?? 0)
+        }
         return DirectoryWriteGroup(directory, publishLast: publishLast)
     }
     return WriteThroughGroup(store)

@@ -269,6 +269,22 @@ public final class RedisStore: KVStore, @unchecked Sendable {
         [Array("WAIT".utf8), Array(String(replicas).utf8), Array(String(location.waitTimeoutMillis).utf8)]
     }
 
+    /// Readiness: the server answers PING and is the master (after a failover the URL may
+    /// still name the old one, now a replica that refuses writes). Throws the reason.
+    public func checkMaster() throws(KVError) {
+        let (connection, _) = try checkout()
+        let replies: [RESPValue]
+        do {
+            replies = try connection.roundTrip([[Array("PING".utf8)], [Array("ROLE".utf8)]], timeoutMillis: location.timeoutMillis)
+        } catch {
+            throw KVError.unavailable("\(location): \(error)")
+        }
+        if case .error(let e) = replies[0] { throw KVError.unavailable("\(location): PING: \(e.prefix(200))") }
+        let role = replies[1].elements?.first?.bytes.map { String(decoding: $0, as: UTF8.self) }
+        guard role == "master" else { throw KVError.unavailable("\(location) is a \(role ?? "server of unknown role"), not the master") }
+        pool.checkin(connection)
+    }
+
     /// An idle connection that is still open, or a new one.
     private func checkout() throws(KVError) -> (RedisConnection, reused: Bool) {
         while let c = pool.checkoutIdle() {

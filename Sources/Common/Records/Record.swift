@@ -62,6 +62,8 @@ public struct Record: Equatable, Sendable {
     public var query: String { object["query"]?.string ?? "" }
     public var version: String { object["version"]?.string ?? "HTTP/1.1" }
     public var remote: String? { object["remote"]?.string }
+    /// The service-wide id http-decode gave the request (docs/protocol.md).
+    public var requestID: String? { object["request_id"]?.string }
 
     public var keepAlive: Bool {
         get { object["keep_alive"]?.bool ?? false }
@@ -211,15 +213,16 @@ public struct Record: Equatable, Sendable {
 
     // MARK: Answering
 
-    /// The response to this request: keeps id, method, version, keep_alive, remote and
-    /// annotations; carries status, headers and body.
+    /// The response to this request: keeps id, method, version, keep_alive, remote,
+    /// request_id, access and annotations; carries status, headers and body.
     public func response(status: Int, headers: [Header] = [], body: [UInt8] = []) -> Record {
         // Built in place: a Record made from a local object copied the members on the
         // first assignment below.
         var response = Record(JSONObject())
-        response.object.members.reserveCapacity(9)
+        response.object.members.reserveCapacity(11)
         // Members are copied as they are (raw bytes stay raw): nothing to parse or re-escape.
-        for key in ["id", "method", "version", "keep_alive", "remote"] {
+        // request_id and access travel to http-encode (response header, access log).
+        for key in ["id", "method", "version", "keep_alive", "remote", "request_id", "access"] {
             if let m = object.member(key) { response.object.members.append(m) }
         }
         response.object.members.append(.init("status", JSON(status)))

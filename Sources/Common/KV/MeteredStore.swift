@@ -1,0 +1,56 @@
+import Records
+import SharedMemory
+
+/// A store that counts its operations and failures in the machine's metrics
+/// (edgepipe_store_operations_total, edgepipe_store_errors_total), by backend. `openStore`
+/// returns one around every store when metrics are on. Only `.unavailable` is an error:
+/// `.exists` and `.versionMismatch` are answers, an invalid key is the caller's.
+public final class MeteredStore: KVStore {
+    public let inner: any KVStore
+    let metrics: Metrics
+    let backend: Int
+
+    public init(_ inner: any KVStore, metrics: Metrics) {
+        self.inner = inner
+        self.metrics = metrics
+        let name = inner is RedisStore ? "redis" : inner is DirectoryStore ? "directory" : "other"
+        backend = MetricsLayout.backends.firstIndex(of: name) ?? MetricsLayout.backends.count - 1
+    }
+
+    /// `store`, counted when metrics are on.
+    public static func wrapping(_ store: any KVStore, metrics: Metrics? = Metrics.shared) -> any KVStore {
+        guard let metrics else { return store }
+        return MeteredStore(store, metrics: metrics)
+    }
+
+    private func counted<T>(_ operation: String, _ body: () throws(KVError) -> T) throws(KVError) -> T {
+        metrics.add(metrics.layout.storeOperations, backend, MetricsLayout.storeOperations.firstIndex(of: operation) ?? 0)
+        do {
+            return try body()
+        } catch {
+            if case .unavailable = error { metrics.add(metrics.layout.storeErrors, backend) }
+            throw error
+        }
+    }
+
+    public func get(_ key: String) throws(KVError) -> KVEntry? {
+        try counted("get") { () throws(KVError) in try inner.get(key) }
+    }
+    public func put(_ key: String, _ value: JSON, metadata: JSON?, expiresAt: Int?) throws(KVError) -> KVEntry {
+        try counted("put") { () throws(KVError) in try inner.put(key, value, metadata: metadata, expiresAt: expiresAt) }
+    }
+    public func create(_ key: String, _ value: JSON, metadata: JSON?, expiresAt: Int?) throws(KVError) -> KVEntry {
+        try counted("create") { () throws(KVError) in try inner.create(key, value, metadata: metadata, expiresAt: expiresAt) }
+    }
+    public func compareAndSwap(_ key: String, expected: Int?, _ value: JSON, metadata: JSON?, expiresAt: Int?) throws(KVError) -> KVEntry {
+        try counted("compare_and_swap") { () throws(KVError) in
+            try inner.compareAndSwap(key, expected: expected, value, metadata: metadata, expiresAt: expiresAt)
+        }
+    }
+    public func delete(_ key: String) throws(KVError) -> Bool {
+        try counted("delete") { () throws(KVError) in try inner.delete(key) }
+    }
+    public func list(prefix: String, limit: Int, cursor: String?) throws(KVError) -> KVPage {
+        try counted("list") { () throws(KVError) in try inner.list(prefix: prefix, limit: limit, cursor: cursor) }
+    }
+}

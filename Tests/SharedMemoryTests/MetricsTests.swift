@@ -1,0 +1,96 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import XCTest
+@testable import SharedMemory
+
+final class MetricsTests: XCTestCase {
+    private func path() -> String { "/tmp/edgepipe-metrics-\(getpid())-\(Int.random(in: 0..<1_000_000))" }
+
+    func test_every_family_has_its_own_slots_inside_the_file() {
+        let layout = MetricsLayout()
+        var ranges = layout.allFamilies.map { ($0.base, $0.base + $0.slotCount) }
+        ranges += [layout.routes, layout.upstreams, layout.eventTypes].map { ($0.base, $0.base + $0.slotCount) }
+        ranges.append((layout.upstreamCheck, layout.upstreamCheck + 2))
+        ranges.sort { $0.0 < $1.0 }
+        XCTAssertEqual(ranges.first?.0, 1, "slot 0 is the fingerprint")
+        for (a, b) in zip(ranges, ranges.dropFirst()) { XCTAssertEqual(a.1, b.0, "no gap and no overlap") }
+        XCTAssertEqual(ranges.last?.1, layout.slotCount)
+        XCTAssertEqual(MetricsLayout().fingerprint, layout.fingerprint, "every process computes the same layout")
+    }
+
+    func test_two_openers_count_into_the_same_series() throws {
+        let p = path(); defer { unlink(p) }
+        let a = try Metrics(path: p), b = try Metrics(path: p)
+        let route = a.nameIndex(a.layout.routes, "subscription")
+        XCTAssertEqual(b.nameIndex(b.layout.routes, "subscription"), route, "the name table is shared")
+        a.add(a.layout.requests, route, MetricsLayout.statusIndex(200))
+        b.add(b.layout.requests, route, MetricsLayout.statusIndex(200))
+        let text = PrometheusText.render(a, now: 0)
+        XCTAssertTrue(text.contains("edgepipe_http_requests_total{route=\"subscription\",status=\"200\"} 2\n"), text)
+    }
+
+    func test_statuses_map_to_their_code_or_their_class() {
+        for code in [200, 201, 204, 301, 304, 307, 400, 401, 404, 410, 413, 429, 431, 500, 502, 503, 505] {
+            XCTAssertEqual(MetricsLayout.statuses[MetricsLayout.statusIndex(code)], String(code))
+        }
+        XCTAssertEqual(MetricsLayout.statuses[MetricsLayout.statusIndex(299)], "2xx")
+        XCTAssertEqual(MetricsLayout.statuses[MetricsLayout.statusIndex(418)], "4xx")
+        XCTAssertEqual(MetricsLayout.statuses[MetricsLayout.statusIndex(599)], "5xx")
+        XCTAssertEqual(MetricsLayout.statuses[MetricsLayout.statusIndex(103)], "1xx")
+    }
+
+    func test_a_full_name_table_counts_new_names_as_other() throws {
+        let p = path(); defer { unlink(p) }
+        let m = try Metrics(path: p)
+        let table = m.layout.upstreams
+        var seen = Set<Int>()
+        for i in 0..<table.capacity { seen.insert(m.nameIndex(table, "u\(i)")) }
+        XCTAssertEqual(seen, Set(0..<table.capacity), "each name its own entry")
+        XCTAssertEqual(m.nameIndex(table, "one-too-many"), table.capacity)
+        XCTAssertEqual(m.nameIndex(table, String(repeating: "x", count: 64)), table.capacity, "too long")
+        XCTAssertEqual(m.nameIndex(table, "u7"), m.nameIndex(table, "u7"))
+    }
+
+    func test_a_histogram_renders_cumulative_buckets_sum_and_count() throws {
+        let p = path(); defer { unlink(p) }
+        let m = try Metrics(path: p)
+        let r = m.nameIndex(m.layout.routes, "healthz")
+        for micros: Int64 in [100, 600, 600, 3_000_000, 20_000_000] { m.observe(m.layout.requestDuration, r, micros: micros) }
+        let text = PrometheusText.render(m, now: 0)
+        let name = "edgepipe_http_request_duration_seconds"
+        XCTAssertTrue(text.contains("\(name)_bucket{route=\"healthz\",le=\"0.0005\"} 1\n"), text)
+        XCTAssertTrue(text.contains("\(name)_bucket{route=\"healthz\",le=\"0.001\"} 3\n"))
+        XCTAssertTrue(text.contains("\(name)_bucket{route=\"healthz\",le=\"5\"} 4\n"))
+        XCTAssertTrue(text.contains("\(name)_bucket{route=\"healthz\",le=\"+Inf\"} 5\n"))
+        XCTAssertTrue(text.contains("\(name)_sum{route=\"healthz\"} 23.0013\n"))
+        XCTAssertTrue(text.contains("\(name)_count{route=\"healthz\"} 5\n"))
+    }
+
+    func test_a_file_of_another_layout_is_refused_not_misread() throws {
+        let p = path(); defer { unlink(p) }
+        let slots = try SharedSlots(path: p, count: 4)
+        slots.store(0, 12345)
+        XCTAssertThrowsError(try Metrics(path: p))
+    }
+
+    func test_label_values_are_escaped() {
+        XCTAssertEqual(PrometheusText.escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd")
+        XCTAssertEqual(PrometheusText.seconds(2_500), "0.0025")
+        XCTAssertEqual(PrometheusText.seconds(10_000_000), "10")
+    }
+
+    func test_concurrent_claims_of_one_name_agree() throws {
+        let p = path(); defer { unlink(p) }
+        let metrics = try (0..<4).map { _ in try Metrics(path: p) }
+        nonisolated(unsafe) let results = UnsafeMutableBufferPointer<Int>.allocate(capacity: 4 * 20)
+        defer { results.deallocate() }
+        DispatchQueue.concurrentPerform(iterations: 4) { t in
+            for n in 0..<20 { results[t * 20 + n] = metrics[t].nameIndex(metrics[t].layout.eventTypes, "evt.\(n)") }
+        }
+        for n in 0..<20 {
+            XCTAssertEqual(Set((0..<4).map { results[$0 * 20 + n] }).count, 1, "evt.\(n) has one index")
+        }
+        XCTAssertEqual(Set((0..<20).map { results[$0] }).count, 20)
+    }
+}
