@@ -66,7 +66,7 @@ public struct DecoderSettings: Sendable {
 }
 
 /// Socket bytes in, request records out. One instance per connection.
-public struct HTTPDecoder {
+public struct HTTPDecodeFilter {
     public let settings: DecoderSettings
     public let remote: String?
 

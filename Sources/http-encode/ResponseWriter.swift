@@ -287,7 +287,7 @@ public struct ResponseWriter {
 
 /// Records in, HTTP out: one write per response, in order; stops after a response that
 /// closes the connection.
-public struct HTTPEncoder {
+public struct HTTPEncodeFilter {
     public var input: Int32 = 0
     public var output: Int32 = 1
 

@@ -19,52 +19,38 @@ struct Configuration {
     static let devIssuer = "edgepipe-dev"
     static let devAudience = "edgepipe-dev"
 
-    /// Reads the options; `env` is the process environment (a parameter for the tests).
-    static func parse(_ options: inout Options, env: (String) -> String? = { environment($0) }) throws(Invalid) -> Configuration {
-        func list(_ flag: String, _ variable: String) -> [String] {
-            let given = options.values(flag)
-            if !given.isEmpty { return given }
-            return (env(variable) ?? "").split(separator: ",").map { String($0.trimmingSpacesAndTabs()) }.filter { !$0.isEmpty }
-        }
-        func text(_ flag: String, _ variable: String) -> String? {
-            options.values(flag).last ?? env(variable)
-        }
-        func number(_ flag: String, _ variable: String, default value: Int, min: Int = 0) throws(Invalid) -> Int {
-            guard let t = text(flag, variable) else { return value }
-            guard let n = Int(t), n >= min else { throw Invalid("\(flag) must be an integer >= \(min), got '\(t)'") }
-            return n
-        }
-        func flag(_ name: String, _ variable: String) -> Bool {
-            if options.flag(name) { return true }
-            if let v = env(variable) { return ["1", "true", "yes", "on"].contains(v.lowercased()) }
-            return false
+    /// Reads the parsed options; `env` is the process environment (a parameter for the tests)
+    /// for what is not an option of its own (EDGEPIPE_DATA, EDGEPIPE_ENV).
+    static func parse(_ options: ParsedOptions, env: (String) -> String? = { environment($0) }) throws(Invalid) -> Configuration {
+        func number(_ flag: String, default value: Int, min: Int = 0) throws(Invalid) -> Int {
+            do { return try options.integer(flag, default: value, min: min) } catch { throw Invalid(error.description) }
         }
 
-        let firebase = text("--firebase-project", "EDGEPIPE_FIREBASE_PROJECT")
-        var issuers = list("--issuer", "EDGEPIPE_JWT_ISSUER")
-        var audiences = list("--audience", "EDGEPIPE_JWT_AUDIENCE")
-        let jwksURL = text("--jwks-url", "EDGEPIPE_JWKS_URL")
-        let jwksFile = text("--jwks-file", "EDGEPIPE_JWKS_FILE")
-        let discovery = text("--discovery-url", "EDGEPIPE_OIDC_DISCOVERY_URL")
-        let devKeys = text("--dev-keys", "EDGEPIPE_DEV_KEYS")
-        let algorithmNames = list("--algorithm", "EDGEPIPE_JWT_ALGORITHMS").flatMap { $0.split(separator: ",").map(String.init) }
-        let leeway = try number("--leeway", "EDGEPIPE_JWT_LEEWAY", default: 60)
-        let maxBytes = try number("--max-token-bytes", "EDGEPIPE_JWT_MAX_BYTES", default: CompactJWS.defaultMaxBytes, min: 64)
+        let firebase = options.value("--firebase-project")
+        var issuers = options.values("--issuer")
+        var audiences = options.values("--audience")
+        let jwksURL = options.value("--jwks-url")
+        let jwksFile = options.value("--jwks-file")
+        let discovery = options.value("--discovery-url")
+        let devKeys = options.value("--dev-keys")
+        let algorithmNames = options.values("--algorithm").flatMap { $0.split(separator: ",").map(String.init) }
+        let leeway = try number("--leeway", default: 60)
+        let maxBytes = try number("--max-token-bytes", default: CompactJWS.defaultMaxBytes, min: 64)
 
         var store = KeyStoreSettings()
-        store.cooldown = try number("--refetch-cooldown", "EDGEPIPE_JWKS_COOLDOWN", default: store.cooldown)
-        store.timeoutMillis = try number("--fetch-timeout-ms", "EDGEPIPE_JWKS_TIMEOUT_MS", default: store.timeoutMillis, min: 1)
-        store.defaultMaxAge = try number("--default-max-age", "EDGEPIPE_JWKS_MAX_AGE", default: store.defaultMaxAge)
-        store.staleGrace = try number("--stale-grace", "EDGEPIPE_JWKS_STALE_GRACE", default: store.staleGrace)
-        let cacheDirectory = text("--jwks-cache", "EDGEPIPE_JWKS_CACHE") ?? env("EDGEPIPE_DATA").map { $0 + "/jwks" }
+        store.cooldown = try number("--refetch-cooldown", default: store.cooldown)
+        store.timeoutMillis = try number("--fetch-timeout-ms", default: store.timeoutMillis, min: 1)
+        store.defaultMaxAge = try number("--default-max-age", default: store.defaultMaxAge)
+        store.staleGrace = try number("--stale-grace", default: store.staleGrace)
+        let cacheDirectory = options.value("--jwks-cache") ?? dataPath("jwks", env: env)
 
         var gate = GateSettings()
-        gate.publicRoutes = Set(list("--public-route", "EDGEPIPE_JWT_PUBLIC_ROUTES"))
-        gate.publicPrefixes = list("--public-prefix", "EDGEPIPE_JWT_PUBLIC_PREFIXES")
+        gate.publicRoutes = Set(options.values("--public-route"))
+        gate.publicPrefixes = options.values("--public-prefix")
         for prefix in gate.publicPrefixes where !prefix.hasPrefix("/") {
             throw Invalid("--public-prefix must start with '/', got '\(prefix)'")
         }
-        for mapping in list("--claim-header", "EDGEPIPE_JWT_CLAIM_HEADERS") {
+        for mapping in options.values("--claim-header") {
             let parts = mapping.split(separator: "=", maxSplits: 1)
             guard parts.count == 2, !parts[0].isEmpty, isToken(parts[1]) else {
                 throw Invalid("--claim-header wants claim=header-name, got '\(mapping)'")
@@ -77,16 +63,16 @@ struct Configuration {
         }
         // '-' (never a route name) or an empty flag turns the auth route off; an empty
         // variable counts as unset, as everywhere.
-        let authRoute = text("--auth-route", "EDGEPIPE_JWT_AUTH_ROUTE") ?? "auth"
+        let authRoute = options.value("--auth-route") ?? "auth"
         gate.authRoute = authRoute.isEmpty || authRoute == "-" ? nil : authRoute
         if let authRoute = gate.authRoute, gate.publicRoutes.contains(authRoute) {
             throw Invalid("the auth route '\(authRoute)' cannot also be a --public-route")
         }
-        if let path = text("--access", "EDGEPIPE_JWT_ACCESS"), !path.isEmpty {
+        if let path = options.value("--access"), !path.isEmpty {
             do { gate.access = try AccessRules.load(path: path) } catch { throw Invalid(error.report(file: path)) }
         }
-        gate.auditFailures = flag("--audit-failures", "EDGEPIPE_JWT_AUDIT_FAILURES")
-        gate.insecureNoVerify = flag("--insecure-no-verify", "EDGEPIPE_JWT_INSECURE_NO_VERIFY")
+        gate.auditFailures = options.flag("--audit-failures")
+        gate.insecureNoVerify = options.flag("--insecure-no-verify")
         gate.retryAfter = max(store.cooldown, 1)
         if gate.insecureNoVerify && env("EDGEPIPE_ENV") != "local" {
             throw Invalid("--insecure-no-verify refused: it needs EDGEPIPE_ENV=local (this environment is '\(env("EDGEPIPE_ENV") ?? "unset")')")

@@ -17,7 +17,7 @@ private func decode(_ input: [UInt8], settings base: DecoderSettings = DecoderSe
     settings.input = pair[1]
     settings.output = outPipe[1]
     settings.lingerMs = 0
-    let decoder = HTTPDecoder(settings: settings, remote: remote)
+    let decoder = HTTPDecodeFilter(settings: settings, remote: remote)
     let status = decoder.run()
     XCTAssertEqual(status, 0)
     close(pair[1])
@@ -148,7 +148,7 @@ final class DecoderTests: XCTestCase {
         settings.headerTimeoutMs = 150
         settings.input = pair[1]
         settings.output = outPipe[1]
-        XCTAssertEqual(HTTPDecoder(settings: settings, remote: nil).run(), 0)
+        XCTAssertEqual(HTTPDecodeFilter(settings: settings, remote: nil).run(), 0)
         var out = [UInt8](repeating: 0, count: 65536)
         let n = out.withUnsafeMutableBytes { read(outPipe[0], $0.baseAddress!, $0.count) }
         let lines = out[0..<max(n, 0)].split(separator: 0x0A).map { try! Record.parse(String(decoding: $0, as: UTF8.self)) }

@@ -78,7 +78,7 @@ final class ObserverTests: XCTestCase {
         let a = "GET /a HTTP/1.1\r\nHost: x\r\n\r\n", b = "GET /bb HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
         _ = (a + b).withCString { write(fds[1], $0, strlen($0)) }
         close(fds[1])
-        _ = HTTPDecoder(settings: settings, remote: nil).run()
+        _ = HTTPDecodeFilter(settings: settings, remote: nil).run()
         close(outFds[1])
         var bytes: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 4096)

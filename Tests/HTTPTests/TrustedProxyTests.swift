@@ -20,7 +20,7 @@ private func decodedRemotes(_ input: String, peer: String?, trusted: TrustedProx
     settings.output = outPipe[1]
     settings.lingerMs = 0
     settings.trustedProxies = trusted
-    XCTAssertEqual(HTTPDecoder(settings: settings, remote: peer).run(), 0)
+    XCTAssertEqual(HTTPDecodeFilter(settings: settings, remote: peer).run(), 0)
     var out: [UInt8] = []
     var chunk = [UInt8](repeating: 0, count: 65536)
     while true {
@@ -193,7 +193,7 @@ final class TrustedProxyTests: XCTestCase {
         settings.output = outPipe[1]
         settings.lingerMs = 0
         settings.trustedProxies = proxies("127.0.0.2")
-        XCTAssertEqual(HTTPDecoder(settings: settings, remote: "127.0.0.2").run(), 0)
+        XCTAssertEqual(HTTPDecodeFilter(settings: settings, remote: "127.0.0.2").run(), 0)
         var chunk = [UInt8](repeating: 0, count: 65536)
         let n = chunk.withUnsafeMutableBytes { read(outPipe[0], $0.baseAddress!, $0.count) }
         let record = try! Record.parse(String(decoding: chunk[0..<n].dropLast(), as: UTF8.self))

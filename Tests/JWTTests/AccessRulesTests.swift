@@ -52,7 +52,7 @@ final class AccessRulesTests: XCTestCase {
 
 /// The access rules through the gate, on the general path (the system tests take the raw one).
 extension GateTests {
-    func accessGate(_ text: String) -> Gate {
+    func accessGate(_ text: String) -> VerifyJWTFilter {
         var settings = GateSettings()
         settings.access = try! AccessRules.parse(text)
         return gate(settings)

@@ -79,7 +79,7 @@ extension GateTests {
             for input in inputs {
                 let out = run(gate(settings), input)
                 XCTAssertEqual(out.status, 400, "\(spoof)")
-                XCTAssertEqual(body(out), JSONObject([("error", "invalid_request"), ("message", .string(Gate.identityHeadersReason))]))
+                XCTAssertEqual(body(out), JSONObject([("error", "invalid_request"), ("message", .string(VerifyJWTFilter.identityHeadersReason))]))
                 XCTAssertFalse(out.text.contains("admin") || out.text.contains("boss@"), "a forged value never comes back")
                 XCTAssertEqual(out.annotation("auth"), .object(JSONObject([("refused", "identity_headers")])))
             }

@@ -30,10 +30,10 @@ final class GateTests: XCTestCase {
         writeText(jwksPath, JSONObject([("keys", .array([.object(jwk)]))]).text)
     }
 
-    func gate(_ settings: GateSettings = GateSettings(), keys: String? = nil) -> Gate {
+    func gate(_ settings: GateSettings = GateSettings(), keys: String? = nil) -> VerifyJWTFilter {
         let verifier = JWTVerifier(policy: ClaimsPolicy(issuers: ["https://issuer.example"], audiences: ["project-1"]))
         let store = KeyStore(source: .file(keys ?? jwksPath), settings: KeyStoreSettings())
-        return Gate(settings: settings, verifier: verifier, keys: store, now: { Mint.now })
+        return VerifyJWTFilter(settings: settings, verifier: verifier, keys: store, now: { Mint.now })
     }
 
     func request(path: String = "/v1/subscription", route: String? = nil, headers: [(String, String)]) -> Record {
@@ -46,7 +46,7 @@ final class GateTests: XCTestCase {
 
     var validToken: String { Mint.token(header: #"{"alg":"RS256","kid":"rsa-1"}"#, payload: Mint.claims(["email": "\"u@example.com\""])) }
 
-    func run(_ gate: Gate, _ record: Record) -> Record {
+    func run(_ gate: VerifyJWTFilter, _ record: Record) -> Record {
         var r = record
         gate.handle(&r)
         return r
@@ -97,16 +97,16 @@ final class GateTests: XCTestCase {
 
     func testPublicPrefixesMatchWholeSegmentsAndRefuseDotSegments() {
         let prefixes = ["/healthz", "/static/"]
-        XCTAssertTrue(Gate.matchesPrefix("/healthz", prefixes))
-        XCTAssertTrue(Gate.matchesPrefix("/healthz/deep", prefixes))
-        XCTAssertTrue(Gate.matchesPrefix("/static/app.js", prefixes))
-        XCTAssertFalse(Gate.matchesPrefix("/healthzz", prefixes))
-        XCTAssertFalse(Gate.matchesPrefix("/static", prefixes))
-        XCTAssertFalse(Gate.matchesPrefix("/healthz/../v1/subscription", prefixes))
-        XCTAssertFalse(Gate.matchesPrefix("/healthz/%2e%2e/v1/subscription", prefixes))
-        XCTAssertFalse(Gate.matchesPrefix("/healthz/..", prefixes))
-        XCTAssertFalse(Gate.matchesPrefix("/healthz%2F..%2Fv1", prefixes))
-        XCTAssertFalse(Gate.matchesPrefix("//healthz", prefixes))
+        XCTAssertTrue(VerifyJWTFilter.matchesPrefix("/healthz", prefixes))
+        XCTAssertTrue(VerifyJWTFilter.matchesPrefix("/healthz/deep", prefixes))
+        XCTAssertTrue(VerifyJWTFilter.matchesPrefix("/static/app.js", prefixes))
+        XCTAssertFalse(VerifyJWTFilter.matchesPrefix("/healthzz", prefixes))
+        XCTAssertFalse(VerifyJWTFilter.matchesPrefix("/static", prefixes))
+        XCTAssertFalse(VerifyJWTFilter.matchesPrefix("/healthz/../v1/subscription", prefixes))
+        XCTAssertFalse(VerifyJWTFilter.matchesPrefix("/healthz/%2e%2e/v1/subscription", prefixes))
+        XCTAssertFalse(VerifyJWTFilter.matchesPrefix("/healthz/..", prefixes))
+        XCTAssertFalse(VerifyJWTFilter.matchesPrefix("/healthz%2F..%2Fv1", prefixes))
+        XCTAssertFalse(VerifyJWTFilter.matchesPrefix("//healthz", prefixes))
     }
 
     func testMissingTokenIs401WithABareBearerChallenge() {
@@ -194,8 +194,11 @@ final class GateTests: XCTestCase {
 
 final class ConfigurationTests: XCTestCase {
     func parse(_ arguments: [String], env: [String: String] = [:]) -> Result<Configuration, Configuration.Invalid> {
-        var options = Options(program: "verify-jwt", usage: "", arguments: arguments)
-        return Result { () throws(Configuration.Invalid) in try Configuration.parse(&options, env: { env[$0] }) }
+        Result { () throws(Configuration.Invalid) in
+            let options: ParsedOptions
+            do throws(OptionError) { options = try VerifyJWTOptions.table.read(arguments, env: { env[$0] }) } catch { throw Configuration.Invalid(error.description) }
+            return try Configuration.parse(options, env: { env[$0] })
+        }
     }
 
     func testFirebaseProjectSetsIssuerAudienceAndGoogleKeys() throws {

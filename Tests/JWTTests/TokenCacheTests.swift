@@ -18,13 +18,13 @@ final class TokenCacheTests: XCTestCase {
     }
 
     /// A gate whose keys come from `endpoint` (fetched, so they can change) and whose clock is `clock`.
-    func gate(_ endpoint: FakeEndpoint) -> Gate {
+    func gate(_ endpoint: FakeEndpoint) -> VerifyJWTFilter {
         var settings = KeyStoreSettings()
         settings.cacheDirectory = directory + "/cache"
         settings.cooldown = 0
         let store = KeyStore(source: .url(url), settings: settings, fetcher: endpoint.fetcher(), clock: { self.clock })
         let verifier = JWTVerifier(policy: ClaimsPolicy(issuers: ["https://issuer.example"], audiences: ["project-1"], leeway: 60))
-        return Gate(settings: GateSettings(), verifier: verifier, keys: store, now: { self.clock })
+        return VerifyJWTFilter(settings: GateSettings(), verifier: verifier, keys: store, now: { self.clock })
     }
 
     func endpoint(_ keys: [(String, PrivateKey)] = [("rsa-1", TestKeys.rsa)]) -> FakeEndpoint {
@@ -38,7 +38,7 @@ final class TokenCacheTests: XCTestCase {
         Mint.token(header: #"{"alg":"RS256","kid":"rsa-1"}"#, payload: Mint.claims(["sub": "\"\(sub)\"", "exp": "\(exp)"]), key: key)
     }
 
-    func handle(_ gate: Gate, _ token: String) -> Record {
+    func handle(_ gate: VerifyJWTFilter, _ token: String) -> Record {
         var r = Record(JSONObject([("id", "7"), ("method", "GET"), ("path", "/v1/x"), ("version", "HTTP/1.1"), ("body", "")]))
         r.headers = [Header("host", "h"), Header("authorization", "Bearer " + token)]
         gate.handle(&r)

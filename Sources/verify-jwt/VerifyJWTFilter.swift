@@ -37,7 +37,7 @@ struct GateSettings {
 /// Such a proxy forwards the client's own headers too, and not every proxy can remove them
 /// by prefix, so a request there that carries an identity header is refused (400): a 200
 /// would vouch for a request that still holds a forged identity.
-final class Gate {
+final class VerifyJWTFilter {
     let settings: GateSettings
     let verifier: JWTVerifier
     let keys: KeyStore?
