@@ -11,7 +11,8 @@
 //     lower-case token or a value with CR, LF or NUL;
 //   - the body is exact: with Content-Length, it is that many bytes, found in the stream
 //     right after the end of a head; HEAD, 204 and 304 have none;
-//   - a connection is reusable only when the body was framed by length or chunks;
+//   - a connection is reusable only when the body was framed by length or chunks (whether
+//     bytes came after the response depends on the cut, so it is not compared);
 //   - tiny limits fail as too large or malformed, never crash.
 import Records
 import Net

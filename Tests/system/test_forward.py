@@ -223,6 +223,10 @@ class Gateway:
         self.svc = Service(tmp_path, env=full_env)
         self.port = self.svc.port
 
+    def log(self):
+        """The service's output (forward logs each upstream failure there), for assertion messages."""
+        return (self.svc.data.parent / "serve.log").read_text(errors="replace")[-2000:]
+
     def token(self, uid="user-42"):
         return dev_token(self.svc, uid)
 
@@ -437,11 +441,11 @@ def test_8_mib_bodies_both_ways(tmp_path, cleanup):
     conn = gw.conn()
     status, _, data = gw.call("POST", "/api/echo-body", body=payload, conn=conn,
                               headers={"Content-Type": "application/octet-stream"})
-    assert status == 200, data[:200]
+    assert status == 200, (data[:200], gw.log())
     assert be.rec.requests[-1]["body"] == payload
     assert data == payload
     status, _, data = gw.call("GET", "/api/big", conn=conn)
-    assert status == 200 and data == bytes(range(256)) * (BIG // 256)
+    assert status == 200 and data == bytes(range(256)) * (BIG // 256), (status, data[:200], gw.log())
     conn.close()
 
 
@@ -513,7 +517,7 @@ def test_malformed_responses_are_502_and_the_connection_is_not_reused(tmp_path, 
     conn = gw.conn()
     for _ in range(3):
         status, _, data = gw.call("GET", "/api/x", conn=conn)
-        assert status == 502 and error_of(data) == "bad_upstream_response"
+        assert status == 502 and error_of(data) == "bad_upstream_response", gw.log()
     conn.close()
     assert be.rec.accepts == 3          # each request on a fresh connection
 

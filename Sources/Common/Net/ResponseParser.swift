@@ -26,8 +26,9 @@ public struct ParsedResponse: Equatable, Sendable {
     /// Names lower-cased, in order, repeats kept (Set-Cookie).
     public var headers: [Header]
     public var body: [UInt8]
-    /// The connection may carry another request: HTTP/1.1, no `Connection: close`, a body
-    /// framed by length or chunks, and nothing sent after it.
+    /// The message allows the connection to carry another request: HTTP/1.1, no
+    /// `Connection: close`, a body framed by length or chunks. (Bytes that came after it
+    /// are the reader's to check: `ResponseParser.hasLeftover`, then a poll before reuse.)
     public var reusable: Bool
 
     public init(status: Int, headers: [Header], body: [UInt8], reusable: Bool) {
@@ -76,6 +77,12 @@ public struct ResponseParser {
     /// Any byte has arrived: a reused connection that fails before this may be retried.
     public private(set) var started = false
 
+    /// Bytes arrived after the complete response: an answer nobody asked for, so the
+    /// connection must not carry another request. Which read they came in depends on
+    /// timing, so it is not part of the response.
+    public var hasLeftover: Bool { state == .done && pos < buffer.count || failure?.message == Self.afterResponse }
+    private static let afterResponse = "bytes after the response"
+
     public init(limits: ResponseLimits = ResponseLimits(), headRequest: Bool = false) {
         self.limits = limits
         self.headRequest = headRequest
@@ -84,7 +91,7 @@ public struct ResponseParser {
     public mutating func append(_ bytes: UnsafeRawBufferPointer) {
         guard !bytes.isEmpty else { return }
         started = true
-        if state == .done { state = .failed; failure = .bad("bytes after the response") }
+        if state == .done { state = .failed; failure = .bad(Self.afterResponse) }
         buffer.append(contentsOf: bytes)
     }
 
@@ -345,7 +352,7 @@ public struct ResponseParser {
 
     private mutating func complete() -> Event {
         state = .done
-        let reusable = http11 && !closeRequested && pos == buffer.count
+        let reusable = http11 && !closeRequested
         return .response(ParsedResponse(status: status, headers: headers, body: body, reusable: reusable))
     }
 }

@@ -131,7 +131,9 @@ public final class UpstreamConnection {
             throw UpstreamError(timedOut ? .timeout : .unavailable, error.description, beforeResponse: !parser.started)
         }
         switch result {
-        case .success(let r): return r
+        case .success(var r):
+            if parser.hasLeftover { r.reusable = false }
+            return r
         case .failure(let f):
             if !parser.started {
                 throw UpstreamError(.unavailable, "the upstream closed the connection", beforeResponse: true)
