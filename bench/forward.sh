@@ -158,8 +158,8 @@ idle() {
     : >"$work/empty-upstreams"
     # DIR/3 is what verify-jwt writes: forward's real input on the read path.
     local c f
-    c=$(python3 "$top/bench/lockstep.py" cat "$dir/3" 20000 2>&1 >/dev/null)
-    f=$(python3 "$top/bench/lockstep.py" "$BIN/forward --upstreams $work/empty-upstreams" "$dir/3" 20000 2>&1 >/dev/null)
+    c=$(python3 "$top/bench/lockstep.py" cat "$dir/3" 20000 2>&1 >/dev/null | awk '{print $1, $2}')
+    f=$(python3 "$top/bench/lockstep.py" "$BIN/forward --upstreams $work/empty-upstreams" "$dir/3" 20000 2>&1 >/dev/null | awk '{print $1, $2}')
     echo "- lock-step, 20,000 records of verify-jwt's output: cat $c; forward (no upstream) $f"
     python3 -c "import sys; r = open(sys.argv[1], 'rb').readline(); open(sys.argv[2], 'wb').write(r * 200000)" "$dir/3" "$work/many"
     local t0 t1
