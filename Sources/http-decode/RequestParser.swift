@@ -170,25 +170,16 @@ public struct RequestParser {
         case bad(HTTPFailure)
     }
 
-    /// The next CRLF-terminated line starting at `pos`. Bare LF is refused: a parser that
-    /// accepts it and a proxy that forwards it disagree on where headers end.
+    /// The next CRLF-terminated line starting at `pos` (HTTPSyntax's rules, both parsers').
     private mutating func nextLine(_ p: UnsafeBufferPointer<UInt8>) -> Line {
-        let available = p.count - pos
-        guard available > scanned else { return .incomplete(available) }
-        let from = pos + scanned
-        guard let hit = memchr(p.baseAddress! + from, Int32(Self.lf), p.count - from) else {
-            scanned = available
-            return .incomplete(available)
+        switch HTTPSyntax.nextLine(p, pos: &pos, scanned: &scanned) {
+        case .line(let r): return .line(r)
+        case .incomplete(let n): return .incomplete(n)
+        case .bareLF: return .bad(Self.bareLF)
         }
-        let nl = p.baseAddress!.distance(to: hit.assumingMemoryBound(to: UInt8.self))
-        scanned = 0
-        guard nl > pos, p[nl - 1] == Self.cr else {
-            return .bad(.bad("bare LF line ending (CRLF required)"))
-        }
-        let range = pos..<(nl - 1)
-        pos = nl + 1
-        return .line(range)
     }
+
+    private static let bareLF = HTTPFailure.bad("bare LF line ending (CRLF required)")
 
     private enum FieldLine {
         case field(Range<Int>)
@@ -200,17 +191,13 @@ public struct RequestParser {
     /// The next line of a field section (the head's or the trailers'), counted against the
     /// head's byte and field limits, which both sections share.
     private mutating func nextField(_ p: UnsafeBufferPointer<UInt8>) -> FieldLine {
-        switch nextLine(p) {
-        case .bad(let f): return .failure(f)
-        case .incomplete(let n):
-            return headerBytes + n > limits.maxHeaderBytes ? .failure(Self.headersTooLarge) : .needMore
-        case .line(let r):
-            headerBytes += r.count + 2
-            if headerBytes > limits.maxHeaderBytes { return .failure(Self.headersTooLarge) }
-            if r.isEmpty { return .end }
-            headerCount += 1
-            if headerCount > limits.maxHeaderCount { return .failure(Self.headersTooLarge) }
-            return .field(r)
+        switch HTTPSyntax.nextField(p, pos: &pos, scanned: &scanned, bytes: &headerBytes, count: &headerCount,
+                                    maxBytes: limits.maxHeaderBytes, maxCount: limits.maxHeaderCount) {
+        case .field(let r): return .field(r)
+        case .end: return .end
+        case .needMore: return .needMore
+        case .tooLarge: return .failure(Self.headersTooLarge)
+        case .bareLF: return .failure(Self.bareLF)
         }
     }
 

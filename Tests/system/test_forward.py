@@ -486,12 +486,17 @@ def test_a_connect_timeout_is_504(tmp_path, cleanup):
     lst.listen(0)
     port = lst.getsockname()[1]
     fillers = []
-    for _ in range(3):
+    for _ in range(20):                 # fill it until a connect hangs: then it is full
         s = socket.socket()
-        s.setblocking(False)
-        s.connect_ex(("127.0.0.1", port))
-        fillers.append(s)
-    time.sleep(0.2)
+        s.settimeout(0.3)
+        try:
+            s.connect(("127.0.0.1", port))
+            fillers.append(s)
+        except (socket.timeout, TimeoutError):
+            s.close()
+            break
+    else:
+        pytest.fail("the accept queue never filled")
     try:
         gw = gateway(tmp_path, cleanup, f"api http://127.0.0.1:{port} connect-timeout=300\n")
         t0 = time.monotonic()

@@ -65,6 +65,8 @@ public struct ResponseParser {
     private let headRequest: Bool
     private var buffer: [UInt8] = []
     private var pos = 0
+    /// Bytes after `pos` already searched for a line end.
+    private var scanned = 0
     private var state = State.statusLine
     private var headBytes = 0
     private var headerCount = 0
@@ -143,17 +145,15 @@ public struct ResponseParser {
         case bad(ResponseFailure)
     }
 
-    /// The next CRLF-terminated line; bare LF is refused (two readers would split it apart).
     private mutating func nextLine(_ p: UnsafeBufferPointer<UInt8>) -> Line {
-        let available = p.count - pos
-        guard available > 0,
-              let hit = memchr(p.baseAddress! + pos, 0x0A, available) else { return .incomplete(available) }
-        let nl = p.baseAddress!.distance(to: hit.assumingMemoryBound(to: UInt8.self))
-        guard nl > pos, p[nl - 1] == 0x0D else { return .bad(.bad("bare LF line ending (CRLF required)")) }
-        let range = pos..<(nl - 1)
-        pos = nl + 1
-        return .line(range)
+        switch HTTPSyntax.nextLine(p, pos: &pos, scanned: &scanned) {
+        case .line(let r): return .line(r)
+        case .incomplete(let n): return .incomplete(n)
+        case .bareLF: return .bad(Self.bareLF)
+        }
     }
+
+    private static let bareLF = ResponseFailure.bad("bare LF line ending (CRLF required)")
 
     private enum FieldLine {
         case field(Range<Int>)
@@ -162,18 +162,15 @@ public struct ResponseParser {
         case failure(ResponseFailure)
     }
 
+    /// The next line of the head's or the trailers' fields, which share the head's limits.
     private mutating func nextField(_ p: UnsafeBufferPointer<UInt8>) -> FieldLine {
-        switch nextLine(p) {
-        case .bad(let f): return .failure(f)
-        case .incomplete(let n):
-            return headBytes + n > limits.maxHeadBytes ? .failure(.bad("response head too large")) : .needMore
-        case .line(let r):
-            headBytes += r.count + 2
-            if headBytes > limits.maxHeadBytes { return .failure(.bad("response head too large")) }
-            if r.isEmpty { return .end }
-            headerCount += 1
-            if headerCount > limits.maxHeaderCount { return .failure(.bad("too many header fields")) }
-            return .field(r)
+        switch HTTPSyntax.nextField(p, pos: &pos, scanned: &scanned, bytes: &headBytes, count: &headerCount,
+                                    maxBytes: limits.maxHeadBytes, maxCount: limits.maxHeaderCount) {
+        case .field(let r): return .field(r)
+        case .end: return .end
+        case .needMore: return .needMore
+        case .tooLarge: return .failure(.bad("response head too large"))
+        case .bareLF: return .failure(Self.bareLF)
         }
     }
 

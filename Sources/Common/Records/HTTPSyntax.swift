@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
 // HTTP/1.1 field syntax (RFC 9110 §5, RFC 9112 §5-7), once for both directions: http-decode
 // reads requests with it and forward reads upstream responses with it, so that what one
 // refuses as ambiguous the other refuses too.
@@ -24,6 +30,57 @@ public enum HTTPSyntax {
         let del = x ^ (ones &* 0x7F)
         let found = (x &- (ones &* 0x20)) | ((del &- ones) & ~del) | x
         return found & high != 0
+    }
+
+    public enum Line: Equatable, Sendable {
+        case line(Range<Int>)     // content without CRLF
+        case incomplete(Int)      // bytes of the line so far
+        case bareLF
+    }
+
+    /// The next CRLF-terminated line of `p` at `pos` (moved past it); `scanned` keeps how
+    /// far a previous call searched without finding the LF. Bare LF is refused: a parser
+    /// that accepts it and a proxy that forwards it disagree on where headers end.
+    @inlinable
+    public static func nextLine(_ p: UnsafeBufferPointer<UInt8>, pos: inout Int, scanned: inout Int) -> Line {
+        let available = p.count - pos
+        guard available > scanned else { return .incomplete(available) }
+        let from = pos + scanned
+        guard let hit = memchr(p.baseAddress! + from, 0x0A, p.count - from) else {
+            scanned = available
+            return .incomplete(available)
+        }
+        let nl = p.baseAddress!.distance(to: hit.assumingMemoryBound(to: UInt8.self))
+        scanned = 0
+        guard nl > pos, p[nl - 1] == 0x0D else { return .bareLF }
+        let range = pos..<(nl - 1)
+        pos = nl + 1
+        return .line(range)
+    }
+
+    public enum FieldLine: Equatable, Sendable {
+        case field(Range<Int>)
+        case end                  // the empty line that ends the section
+        case needMore
+        case tooLarge             // over the section's byte or field limit
+        case bareLF
+    }
+
+    /// The next line of a field section (a head's or trailers'), counted in `bytes` and
+    /// `count` against the limits, which a message's head and trailers share.
+    @inlinable
+    public static func nextField(_ p: UnsafeBufferPointer<UInt8>, pos: inout Int, scanned: inout Int,
+                                 bytes: inout Int, count: inout Int, maxBytes: Int, maxCount: Int) -> FieldLine {
+        switch nextLine(p, pos: &pos, scanned: &scanned) {
+        case .bareLF: return .bareLF
+        case .incomplete(let n): return bytes + n > maxBytes ? .tooLarge : .needMore
+        case .line(let r):
+            bytes += r.count + 2
+            if bytes > maxBytes { return .tooLarge }
+            if r.isEmpty { return .end }
+            count += 1
+            return count > maxCount ? .tooLarge : .field(r)
+        }
     }
 
     /// field-name ":" OWS field-value OWS, the name lower-cased. No whitespace before the
