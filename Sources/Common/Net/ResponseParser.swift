@@ -139,47 +139,21 @@ public struct ResponseParser {
 
     // MARK: - The state machine
 
-    private enum Line {
-        case line(Range<Int>)
-        case incomplete(Int)
-        case bad(ResponseFailure)
-    }
-
-    private mutating func nextLine(_ p: UnsafeBufferPointer<UInt8>) -> Line {
-        switch HTTPSyntax.nextLine(p, pos: &pos, scanned: &scanned) {
-        case .line(let r): return .line(r)
-        case .incomplete(let n): return .incomplete(n)
-        case .bareLF: return .bad(Self.bareLF)
-        }
-    }
-
     private static let bareLF = ResponseFailure.bad("bare LF line ending (CRLF required)")
-
-    private enum FieldLine {
-        case field(Range<Int>)
-        case end
-        case needMore
-        case failure(ResponseFailure)
-    }
+    private static let headTooLarge = ResponseFailure.bad("response head too large")
 
     /// The next line of the head's or the trailers' fields, which share the head's limits.
-    private mutating func nextField(_ p: UnsafeBufferPointer<UInt8>) -> FieldLine {
-        switch HTTPSyntax.nextField(p, pos: &pos, scanned: &scanned, bytes: &headBytes, count: &headerCount,
-                                    maxBytes: limits.maxHeadBytes, maxCount: limits.maxHeaderCount) {
-        case .field(let r): return .field(r)
-        case .end: return .end
-        case .needMore: return .needMore
-        case .tooLarge: return .failure(.bad("response head too large"))
-        case .bareLF: return .failure(Self.bareLF)
-        }
+    private mutating func nextField(_ p: UnsafeBufferPointer<UInt8>) -> HTTPSyntax.FieldLine {
+        HTTPSyntax.nextField(p, pos: &pos, scanned: &scanned, bytes: &headBytes, count: &headerCount,
+                             maxBytes: limits.maxHeadBytes, maxCount: limits.maxHeaderCount)
     }
 
     private mutating func step(_ p: UnsafeBufferPointer<UInt8>) -> Event {
         while true {
             switch state {
             case .statusLine:
-                switch nextLine(p) {
-                case .bad(let f): return .failure(f)
+                switch HTTPSyntax.nextLine(p, pos: &pos, scanned: &scanned) {
+                case .bareLF: return .failure(Self.bareLF)
                 case .incomplete(let n):
                     return headBytes + n > limits.maxHeadBytes ? .failure(.bad("status line too long")) : .needMore
                 case .line(let r):
@@ -189,7 +163,8 @@ public struct ResponseParser {
                 }
             case .headers:
                 switch nextField(p) {
-                case .failure(let f): return .failure(f)
+                case .bareLF: return .failure(Self.bareLF)
+                case .tooLarge: return .failure(Self.headTooLarge)
                 case .needMore: return .needMore
                 case .end:
                     if let event = finishHead() { return event }
@@ -212,8 +187,8 @@ public struct ResponseParser {
                 pos = p.count
                 return .needMore
             case .chunkSize:
-                switch nextLine(p) {
-                case .bad(let f): return .failure(f)
+                switch HTTPSyntax.nextLine(p, pos: &pos, scanned: &scanned) {
+                case .bareLF: return .failure(Self.bareLF)
                 case .incomplete(let n): return n > limits.maxChunkLine ? .failure(.bad("chunk-size line too long")) : .needMore
                 case .line(let r):
                     guard r.count <= limits.maxChunkLine else { return .failure(.bad("chunk-size line too long")) }
@@ -241,7 +216,8 @@ public struct ResponseParser {
                 // Trailers are checked like header fields, then dropped: a record has no place
                 // for them, and a proxy must not turn them into headers.
                 switch nextField(p) {
-                case .failure(let f): return .failure(f)
+                case .bareLF: return .failure(Self.bareLF)
+                case .tooLarge: return .failure(Self.headTooLarge)
                 case .needMore: return .needMore
                 case .end: return complete()
                 case .field(let r):
