@@ -13,7 +13,7 @@ import pytest
 
 from conftest import ROOT, binary
 
-TOOLS = ["kv", "sign-jwt", "audit", "route", "limit", "reserve", "apply-webhook"]
+TOOLS = ["kv", "sign-jwt", "audit", "route", "limit", "reserve", "apply-webhook", "forward"]
 
 OPTION = re.compile(r"--[a-z0-9][a-z0-9-]*")
 
