@@ -44,6 +44,7 @@ let package = Package(
         .executableTarget(name: "apply-webhook", dependencies: ["Records", "Crypto", "KV", "Subscriptions", "SharedMemory"]),
         .executableTarget(name: "reserve", dependencies: ["Records", "Crypto", "KV"]),
         .executableTarget(name: "limit", dependencies: ["Records", "RateLimit"]),
+        .executableTarget(name: "forward", dependencies: ["Records", "Net"]),
 
         .testTarget(name: "CommonTests", dependencies: ["Records", "Crypto", "CORS"]),
         .testTarget(name: "SharedMemoryTests", dependencies: ["SharedMemory"]),
@@ -55,5 +56,6 @@ let package = Package(
         .testTarget(name: "AuditTests", dependencies: ["audit", "Records", "Crypto"]),
         .testTarget(name: "WebhookTests", dependencies: ["apply-webhook", "Records", "Crypto", "KV", "Subscriptions"]),
         .testTarget(name: "ReserveTests", dependencies: ["reserve", "Records", "Crypto", "KV"]),
+        .testTarget(name: "ForwardTests", dependencies: ["forward", "Records", "Net"]),
     ]
 )

@@ -242,6 +242,26 @@ tables += [
 ]
 write("route", tables)
 
+# ---------------------------------------------------------------- HTTP responses
+# The first byte: bit 0 = the request was HEAD, bit 1 = TLS closed without close_notify.
+OK = "HTTP/1.1 200 OK\r\n"
+responses = [
+    OK + "Content-Length: 5\r\n\r\nhello",
+    OK + "Transfer-Encoding: chunked\r\n\r\n5;a=b\r\nhello\r\n0\r\nX-T: 1\r\n\r\n",
+    OK + "Content-Type: text/plain\r\n\r\nuntil the close",
+    "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n" + OK + "Content-Length: 2\r\n\r\nok",
+    "HTTP/1.1 204 No Content\r\n\r\n", "HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n",
+    OK + "Set-Cookie: a=1\r\nSet-Cookie: b=2\r\nContent-Length: 0\r\n\r\n",
+    OK + "Connection: close\r\nContent-Length: 1\r\n\r\nx", "HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\nx",
+    OK + "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    OK + "Content-Length: -1\r\n\r\n", OK + "Content-Length: 5, 5\r\n\r\nhello", OK + "Content-Length: 5\r\nContent-Length: 6\r\n\r\n",
+    OK + "Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", OK + "Transfer-Encoding: chunked\r\n\r\nzz\r\n",
+    OK + "Transfer-Encoding: chunked\r\n\r\n5\r\nhelloXX", "HTTP/1.1 200 OK\nContent-Length: 0\n\n",
+    OK + "X-A : 1\r\n\r\n", OK + "X-A: 1\r\n fold\r\n\r\n", "HTTP/1.1 101 Switching Protocols\r\n\r\n",
+    "HTTP/2 200\r\n\r\n", "garbage\r\n\r\n", OK + "Content-Length: 0\r\n\r\nHTTP/1.1 200 OK\r\n",
+]
+write("response", [b"\x00" + r.encode() for r in responses] + [b"\x01" + responses[0].encode(), b"\x02" + responses[2].encode()])
+
 # ---------------------------------------------------------------- KV keys
 long_key = "sub/" + "x" * 600
 keys = [

@@ -177,25 +177,16 @@ public struct RequestParser {
         case bad(HTTPFailure)
     }
 
-    /// The next CRLF-terminated line starting at `pos`. Bare LF is refused: a parser that
-    /// accepts it and a proxy that forwards it disagree on where headers end.
+    /// The next CRLF-terminated line starting at `pos` (HTTPSyntax's rules, both parsers').
     private mutating func nextLine(_ p: UnsafeBufferPointer<UInt8>) -> Line {
-        let available = p.count - pos
-        guard available > scanned else { return .incomplete(available) }
-        let from = pos + scanned
-        guard let hit = memchr(p.baseAddress! + from, Int32(Self.lf), p.count - from) else {
-            scanned = available
-            return .incomplete(available)
+        switch HTTPSyntax.nextLine(p, pos: &pos, scanned: &scanned) {
+        case .line(let r): return .line(r)
+        case .incomplete(let n): return .incomplete(n)
+        case .bareLF: return .bad(Self.bareLF)
         }
-        let nl = p.baseAddress!.distance(to: hit.assumingMemoryBound(to: UInt8.self))
-        scanned = 0
-        guard nl > pos, p[nl - 1] == Self.cr else {
-            return .bad(.bad("bare LF line ending (CRLF required)"))
-        }
-        let range = pos..<(nl - 1)
-        pos = nl + 1
-        return .line(range)
     }
+
+    private static let bareLF = HTTPFailure.bad("bare LF line ending (CRLF required)")
 
     private enum FieldLine {
         case field(Range<Int>)
@@ -207,17 +198,13 @@ public struct RequestParser {
     /// The next line of a field section (the head's or the trailers'), counted against the
     /// head's byte and field limits, which both sections share.
     private mutating func nextField(_ p: UnsafeBufferPointer<UInt8>) -> FieldLine {
-        switch nextLine(p) {
-        case .bad(let f): return .failure(f)
-        case .incomplete(let n):
-            return headerBytes + n > limits.maxHeaderBytes ? .failure(Self.headersTooLarge) : .needMore
-        case .line(let r):
-            headerBytes += r.count + 2
-            if headerBytes > limits.maxHeaderBytes { return .failure(Self.headersTooLarge) }
-            if r.isEmpty { return .end }
-            headerCount += 1
-            if headerCount > limits.maxHeaderCount { return .failure(Self.headersTooLarge) }
-            return .field(r)
+        switch HTTPSyntax.nextField(p, pos: &pos, scanned: &scanned, bytes: &headerBytes, count: &headerCount,
+                                    maxBytes: limits.maxHeaderBytes, maxCount: limits.maxHeaderCount) {
+        case .field(let r): return .field(r)
+        case .end: return .end
+        case .needMore: return .needMore
+        case .tooLarge: return .failure(Self.headersTooLarge)
+        case .bareLF: return .failure(Self.bareLF)
         }
     }
 
@@ -440,66 +427,9 @@ public struct RequestParser {
 
     // MARK: - Header fields
 
-    /// field-name ":" OWS field-value OWS. No whitespace before the colon, no obs-fold,
-    /// no CTLs (NUL, bare CR) in values; values must be valid UTF-8 because records are JSON
-    /// strings and a lossy conversion would show filters a value the client did not send.
-    /// Whether any of the 8 bytes may be below 0x20, 0x7F or 0x80 and above. Never misses
-    /// one; may flag a plain byte after a flagged one (borrows), which only costs a slow check.
-    @inline(__always) static func mayNeedCheck(_ x: UInt64) -> Bool {
-        let ones: UInt64 = 0x0101_0101_0101_0101
-        let high: UInt64 = 0x8080_8080_8080_8080
-        let del = x ^ (ones &* 0x7F)
-        let found = (x &- (ones &* 0x20)) | ((del &- ones) & ~del) | x
-        return found & high != 0
-    }
-
+    /// The field rules both directions share (Records' HTTPSyntax), failing as a 400.
     static func parseField(_ line: UnsafeBufferPointer<UInt8>) -> Result<Header, HTTPFailure> {
-        if line[0] == 0x20 || line[0] == 0x09 { return .failure(.bad("obs-fold (line starting with whitespace) in header section")) }
-        var colon = 0
-        var name: [UInt8] = []
-        name.reserveCapacity(24)
-        while colon < line.count && line[colon] != UInt8(ascii: ":") {
-            let c = line[colon]
-            if c == 0x20 || c == 0x09 { return .failure(.bad("whitespace in or after a header name")) }
-            guard HTTPByteClass.isToken(c) else { return .failure(.bad("invalid character in header name")) }
-            name.append(HTTPByteClass.lower(c))
-            colon += 1
-        }
-        guard colon < line.count else { return .failure(.bad("header line without a colon")) }
-        guard colon > 0 else { return .failure(.bad("empty header name")) }
-        var start = colon + 1, end = line.count
-        var highBit = false
-        var i = start
-        while i < end {
-            // Eight bytes at a time while none is a control, DEL or non-ASCII byte (a bearer
-            // token is hundreds of plain bytes); a flagged word is checked byte by byte.
-            if i &+ 8 <= end, !Self.mayNeedCheck(UnsafeRawPointer(line.baseAddress! + i).loadUnaligned(as: UInt64.self)) {
-                i &+= 8
-                continue
-            }
-            let stop = min(i &+ 8, end)
-            while i < stop {
-                let c = line[i]
-                if c < 0x20 && c != 0x09 || c == 0x7F {
-                    return .failure(.bad(c == 0x0D ? "bare CR in header value" : "control character in header value"))
-                }
-                if c >= 0x80 { highBit = true }
-                i &+= 1
-            }
-        }
-        while start < end && (line[start] == 0x20 || line[start] == 0x09) { start += 1 }
-        while end > start && (line[end - 1] == 0x20 || line[end - 1] == 0x09) { end -= 1 }
-        let bytes = UnsafeBufferPointer(rebasing: line[start..<end])
-        let value: String
-        if highBit {
-            guard let v = String(validating: bytes, as: UTF8.self) else {
-                return .failure(.bad("header value is not valid UTF-8"))
-            }
-            value = v
-        } else {
-            value = String(decoding: bytes, as: UTF8.self)
-        }
-        return .success(Header(String(decoding: name, as: UTF8.self), value))
+        HTTPSyntax.parseField(line).mapError { .bad($0.message) }
     }
 
     // MARK: - Message framing (RFC 9112 §6)
@@ -577,40 +507,17 @@ public struct RequestParser {
 
     static func trimOWS(_ part: Substring) -> Substring { part.trimmingSpacesAndTabs() }
 
-    /// Comma-separated list elements, trimmed and lower-cased.
     static func listElements(_ values: [String], keepEmpty: Bool = false) -> [String] {
-        var out: [String] = []
-        for v in values {
-            for part in v.split(separator: ",", omittingEmptySubsequences: false) {
-                let t = trimOWS(part).lowercased()
-                if !t.isEmpty || keepEmpty { out.append(t) }
-            }
-        }
-        return out
+        HTTPSyntax.listElements(values, keepEmpty: keepEmpty)
     }
 
-    /// 1*DIGIT per element; repeated values (in one field or several) must all agree.
+    /// HTTPSyntax's Content-Length, with this parser's limit: too long is 413, not 400.
     static func contentLength(_ values: [String], max: Int) -> Result<Int, HTTPFailure> {
-        var found: Int?
-        for v in values {
-            for part in v.split(separator: ",", omittingEmptySubsequences: false) {
-                let t = trimOWS(part)
-                guard !t.isEmpty, t.utf8.allSatisfy(HTTPByteClass.isDigit) else {
-                    return .failure(.bad("malformed Content-Length"))
-                }
-                // Leading zeros are legal ("003" is 3), so compare values, not text.
-                let digits = t.drop(while: { $0 == "0" })
-                if digits.utf8.count > 15 {
-                    return .failure(HTTPFailure(413, "body_too_large", "request body larger than \(max) bytes"))
-                }
-                let n = Int(digits) ?? 0
-                if let f = found, f != n { return .failure(.bad("conflicting Content-Length values")) }
-                found = n
-            }
+        let tooLarge = HTTPFailure(413, "body_too_large", "request body larger than \(max) bytes")
+        switch HTTPSyntax.contentLength(values) {
+        case .failure(let p): return .failure(p == .tooLong ? tooLarge : .bad(p.message))
+        case .success(let n): return n > max ? .failure(tooLarge) : .success(n)
         }
-        let n = found ?? 0
-        if n > max { return .failure(HTTPFailure(413, "body_too_large", "request body larger than \(max) bytes")) }
-        return .success(n)
     }
 
     // MARK: - Chunks
@@ -634,56 +541,15 @@ public struct RequestParser {
         return .success(size)
     }
 
-    /// *( BWS ";" BWS name [ BWS "=" BWS ( token / quoted-string ) ] )
-    static func validChunkExtensions(_ s: UnsafeBufferPointer<UInt8>) -> Bool {
-        var i = 0
-        func skipBWS() { while i < s.count && (s[i] == 0x20 || s[i] == 0x09) { i += 1 } }
-        func token() -> Bool {
-            let start = i
-            while i < s.count && HTTPByteClass.isToken(s[i]) { i += 1 }
-            return i > start
-        }
-        while true {
-            skipBWS()
-            if i == s.count { return true }
-            guard s[i] == UInt8(ascii: ";") else { return false }
-            i += 1
-            skipBWS()
-            guard token() else { return false }
-            skipBWS()
-            if i < s.count && s[i] == UInt8(ascii: "=") {
-                i += 1
-                skipBWS()
-                if i < s.count && s[i] == UInt8(ascii: "\"") {
-                    i += 1
-                    var closed = false
-                    while i < s.count {
-                        let c = s[i]
-                        if c == UInt8(ascii: "\"") { closed = true; i += 1; break }
-                        if c == UInt8(ascii: "\\") {
-                            i += 1
-                            guard i < s.count, HTTPByteClass.isFieldByte(s[i]) else { return false }
-                        } else if !HTTPByteClass.isFieldByte(c) {
-                            return false
-                        }
-                        i += 1
-                    }
-                    if !closed { return false }
-                } else if !token() {
-                    return false
-                }
-            }
-        }
-    }
+    static func validChunkExtensions(_ s: UnsafeBufferPointer<UInt8>) -> Bool { HTTPSyntax.validChunkExtensions(s) }
 }
 
 /// Byte classes from RFC 9110 §5.6.
 enum HTTPByteClass {
     static func isToken(_ c: UInt8) -> Bool { ASCII.isToken(c) }
-    static func isDigit(_ c: UInt8) -> Bool { c >= 0x30 && c <= 0x39 }
+    static func isDigit(_ c: UInt8) -> Bool { HTTPSyntax.isDigit(c) }
     static func isHex(_ c: UInt8) -> Bool { hexValue(c) != nil }
     static func hexValue(_ c: UInt8) -> UInt8? { ASCII.hexValue(c) }
-    static func lower(_ c: UInt8) -> UInt8 { c >= 0x41 && c <= 0x5A ? c + 0x20 : c }
-    /// HTAB, SP, VCHAR, obs-text: what may appear in a field value or quoted string.
-    static func isFieldByte(_ c: UInt8) -> Bool { c == 0x09 || (c >= 0x20 && c != 0x7F) }
+    static func lower(_ c: UInt8) -> UInt8 { HTTPSyntax.lower(c) }
+    static func isFieldByte(_ c: UInt8) -> Bool { HTTPSyntax.isFieldByte(c) }
 }

@@ -28,7 +28,7 @@ from test_verify_jwt import public_jwk
 
 TIMEOUT = float(os.environ.get("EDGEPIPE_TEST_TIMEOUT", "10"))
 SOAK_SECONDS = os.environ.get("EDGEPIPE_SOAK_SECONDS", "20")
-FILTERS = ["http-decode", "route", "verify-jwt", "kv", "apply-webhook", "audit", "http-encode"]
+FILTERS = ["http-decode", "route", "verify-jwt", "forward", "kv", "apply-webhook", "audit", "http-encode"]
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -186,7 +186,7 @@ def killable(tmp_path_factory):
 # "duplicate" line repeats the application ("original"), so the log still records it
 # (see docs/reliability.md). Killed at http-encode: applied and audited, the 200 lost; the
 # retry is a duplicate repeating it too.
-AFTER_RETRY = {"http-decode": (1, 0), "route": (1, 0), "verify-jwt": (1, 0), "kv": (1, 0),
+AFTER_RETRY = {"http-decode": (1, 0), "route": (1, 0), "verify-jwt": (1, 0), "forward": (1, 0), "kv": (1, 0),
                "apply-webhook": (1, 0), "audit": (0, 1), "http-encode": (1, 1)}
 
 

@@ -334,7 +334,7 @@ def test_front_keeps_each_pipeline_on_one_cpu_unless_told_not_to(tmp_path, recor
         cpus = pipeline_cpus(pid)
     finally:
         f.stop()
-    assert set(cpus) == {"http-decode", "route", "verify-jwt", "kv", "http-encode"}
+    assert set(cpus) == {"http-decode", "route", "verify-jwt", "forward", "kv", "http-encode"}
     everything = f"0-{online_cpus() - 1}"
     if pin:
         [cpu] = set(cpus.values())

@@ -13,7 +13,7 @@ import pytest
 
 from conftest import ROOT, binary
 
-TOOLS = ["kv", "sign-jwt", "audit", "route", "limit", "reserve", "apply-webhook", "http-decode", "http-encode", "verify-jwt"]
+TOOLS = ["kv", "sign-jwt", "audit", "route", "limit", "reserve", "apply-webhook", "http-decode", "http-encode", "verify-jwt", "forward"]
 
 OPTION = re.compile(r"--[a-z0-9][a-z0-9-]*")
 

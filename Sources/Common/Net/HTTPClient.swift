@@ -115,105 +115,32 @@ public enum HTTPClient {
         let stream = try Connection.open(.tcp(host: url.host, port: url.port),
                                          tls: url.isTLS ? TLSSettings(serverName: url.host) : nil, deadline: deadline)
         try stream.write(Array(request.utf8), deadline: deadline)
-        var received: [UInt8] = []
+        var limits = ResponseLimits()
+        limits.maxBody = maxBytes
+        var parser = ResponseParser(limits: limits)
         var chunk = [UInt8](repeating: 0, count: 16384)
-        while true {
-            let n = try stream.read(&chunk, deadline: deadline)
-            if n == 0 {
-                // A TLS close without close_notify could be a truncation: only a body framed
-                // by Content-Length or chunked encoding proves it is complete.
-                guard let response = try HTTPResponseParser.parse(received, atEOF: true,
-                                                                  closeDelimitedAllowed: stream.closedCleanly) else {
-                    throw NetError("connection closed before the response was complete")
-                }
-                return response
-            }
-            received.append(contentsOf: chunk[0..<n])
-            if received.count > maxBytes { throw NetError("response larger than \(maxBytes) bytes") }
-            if let response = try HTTPResponseParser.parse(received, atEOF: false) { return response }
+        switch try stream.readResponse(&parser, buffer: &chunk, deadline: deadline) {
+        case .success(let r): return HTTPResponse(status: r.status, headers: r.headers, body: r.body)
+        case .failure(let f):
+            if f.kind == .tooLarge { throw NetError("response larger than \(maxBytes) bytes") }
+            if !parser.started { throw NetError("connection closed before the response was complete") }
+            throw NetError(f.message)
         }
     }
 }
 
-/// Parses a complete HTTP/1.1 response (Content-Length, chunked, or delimited by close).
+/// A complete HTTP/1.1 response from bytes read so far: the strict parser that `forward`
+/// reads upstreams with (ResponseParser.swift), for callers that hold the whole stream.
 public enum HTTPResponseParser {
     /// Nil while more bytes are needed.
     public static func parse(_ bytes: [UInt8], atEOF: Bool, closeDelimitedAllowed: Bool = true) throws(NetError) -> HTTPResponse? {
-        guard let headEnd = find([13, 10, 13, 10], in: bytes, from: 0) else {
-            if atEOF { throw NetError("truncated response head") }
-            return nil
+        var parser = ResponseParser()
+        parser.append(bytes)
+        let event = atEOF ? parser.finish(cleanClose: closeDelimitedAllowed) : parser.next()
+        switch event {
+        case .needMore: return nil
+        case .response(let r): return HTTPResponse(status: r.status, headers: r.headers, body: r.body)
+        case .failure(let f): throw NetError(f.message)
         }
-        let head = String(decoding: bytes[0..<headEnd], as: UTF8.self)
-        var lines = head.split(separator: "\r\n", omittingEmptySubsequences: false)
-        guard !lines.isEmpty else { throw NetError("empty response") }
-        let statusLine = lines.removeFirst()
-        let parts = statusLine.split(separator: " ", maxSplits: 2)
-        guard parts.count >= 2, parts[0].hasPrefix("HTTP/1."), let status = Int(parts[1]), (100...599).contains(status) else {
-            throw NetError("bad status line")
-        }
-        var headers: [Header] = []
-        for line in lines {
-            guard let colon = line.firstIndex(of: ":") else { throw NetError("bad header line") }
-            let name = line[..<colon].lowercased()
-            let value = String(line[line.index(after: colon)...].trimmingSpacesAndTabs())
-            headers.append(Header(name, value))
-        }
-        let bodyStart = headEnd + 4
-        let rest = Array(bytes[bodyStart...])
-        var response = HTTPResponse(status: status, headers: headers, body: [])
-        if let te = response.header("transfer-encoding"), te.lowercased().contains("chunked") {
-            guard let body = try dechunk(rest) else {
-                if atEOF { throw NetError("truncated chunked body") }
-                return nil
-            }
-            response.body = body
-            return response
-        }
-        if let cl = response.header("content-length") {
-            guard let length = Int(cl), length >= 0 else { throw NetError("bad content-length") }
-            if rest.count < length {
-                if atEOF { throw NetError("truncated body") }
-                return nil
-            }
-            response.body = Array(rest[0..<length])
-            return response
-        }
-        guard atEOF else { return nil }
-        guard closeDelimitedAllowed else { throw NetError("TLS connection closed without close_notify") }
-        response.body = rest
-        return response
-    }
-
-    /// The decoded body, or nil while the terminating chunk has not arrived.
-    static func dechunk(_ data: [UInt8]) throws(NetError) -> [UInt8]? {
-        var out: [UInt8] = []
-        var i = 0
-        while true {
-            guard let lineEnd = find([13, 10], in: data, from: i) else { return nil }
-            var sizeText = String(decoding: data[i..<lineEnd], as: UTF8.self)
-            if let semi = sizeText.firstIndex(of: ";") { sizeText = String(sizeText[..<semi]) }
-            guard let size = Int(sizeText.trimmingSpacesAndTabs(), radix: 16), size >= 0 else { throw NetError("bad chunk size") }
-            i = lineEnd + 2
-            if size == 0 { return out }     // trailers, if any, are ignored
-            guard data.count >= i + size + 2 else { return nil }
-            out.append(contentsOf: data[i..<(i + size)])
-            i += size
-            guard data[i] == 13, data[i + 1] == 10 else { throw NetError("bad chunk framing") }
-            i += 2
-        }
-    }
-
-    static func find(_ needle: [UInt8], in data: [UInt8], from start: Int) -> Int? {
-        guard data.count >= needle.count else { return nil }
-        var i = start
-        while i + needle.count <= data.count {
-            if data[i] == needle[0] {
-                var match = true
-                for j in 1..<needle.count where data[i + j] != needle[j] { match = false; break }
-                if match { return i }
-            }
-            i += 1
-        }
-        return nil
     }
 }
