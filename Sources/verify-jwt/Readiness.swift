@@ -4,6 +4,7 @@ import Glibc
 import Musl
 #endif
 import Records
+import Net
 import KV
 import SharedMemory
 
@@ -84,9 +85,8 @@ final class Readiness {
     }
 
     func upstreamsProblem(_ file: String) -> String? {
-        guard let bytes = readFile(file, limit: 1 << 20) else { return "\(file): cannot be read" }
-        let upstreams: [ReadyUpstreams.Upstream]
-        switch ReadyUpstreams.parse(String(decoding: bytes, as: UTF8.self), file: file) {
+        let upstreams: [Upstream]
+        switch ReadyUpstreams.load(file) {
         case .failure(let f): return f.message
         case .success(let u): upstreams = u
         }

@@ -1,5 +1,6 @@
 import XCTest
 @testable import forward
+@testable import Net
 import Records
 import Net
 

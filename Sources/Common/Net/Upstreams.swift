@@ -4,34 +4,40 @@ import Glibc
 import Musl
 #endif
 import Records
-import Net
 
 // The upstreams file: which route names are forwarded where. Parsed once at start, then
-// only read. Syntax in docs/forward.md:
+// only read; here, not in `forward`, because /readyz (verify-jwt) reads the same file to
+// check that each upstream has an address that accepts connections. Syntax in docs/forward.md:
 //
 //   NAME   URL [URL...]   [strip=PREFIX] [prefix=PATH] [timeout=S] [connect-timeout=MS]
 //                         [host=upstream|client] [ca=FILE] [max-response=BYTES]
 
-struct Upstream: Equatable, Sendable {
-    enum HostHeader: Equatable, Sendable { case upstream, client }
+public struct Upstream: Equatable, Sendable {
+    public enum HostHeader: Equatable, Sendable { case upstream, client }
 
-    var name: String
-    var endpoints: [UpstreamEndpoint]
+    public var name: String
+    public var endpoints: [UpstreamEndpoint]
     /// Removed from the front of the path when it starts with it (whole segments).
-    var strip: String?
+    public var strip: String?
     /// Put in front of the path (after `strip`).
-    var prefix: String?
+    public var prefix: String?
     /// The whole exchange: connect, send, and the complete response.
-    var timeoutMillis = 30_000
-    var connectTimeoutMillis = 2_000
-    var host = HostHeader.upstream
-    var caFile: String?
-    var maxResponse = 10 << 20
-    var line = 0
+    public var timeoutMillis = 30_000
+    public var connectTimeoutMillis = 2_000
+    public var host = HostHeader.upstream
+    public var caFile: String?
+    public var maxResponse = 10 << 20
+    public var line = 0
 
     /// The path the upstream receives: `path` as the client sent it (still percent-encoded),
     /// with `strip` and `prefix` applied.
-    func upstreamPath(_ path: String) -> String {
+    public init(name: String, endpoints: [UpstreamEndpoint], line: Int = 0) {
+        self.name = name
+        self.endpoints = endpoints
+        self.line = line
+    }
+
+    public func upstreamPath(_ path: String) -> String {
         var p = path
         if let strip {
             if p == strip {
@@ -45,27 +51,27 @@ struct Upstream: Equatable, Sendable {
     }
 }
 
-struct UpstreamTable: Sendable {
-    private(set) var upstreams: [Upstream]
+public struct UpstreamTable: Sendable {
+    public private(set) var upstreams: [Upstream]
 
-    var isEmpty: Bool { upstreams.isEmpty }
+    public var isEmpty: Bool { upstreams.isEmpty }
 
     /// A plain scan: a file names a handful of upstreams.
-    func upstream(named name: String) -> Upstream? {
+    public func upstream(named name: String) -> Upstream? {
         for u in upstreams where u.name == name { return u }
         return nil
     }
 
     /// The largest `max-response` (11 MiB): a response becomes one record line, at most
     /// 16 MiB, and a binary body is written in base64 (4/3 of its size).
-    static let maxResponseLimit = 11 << 20
+    public static let maxResponseLimit = 11 << 20
 
-    static func load(path: String) throws(ConfigError) -> UpstreamTable {
+    public static func load(path: String) throws(ConfigError) -> UpstreamTable {
         try make(ConfigFile.load(path: path, what: "upstreams file"))
     }
 
-    static func parse(_ text: String) throws(ConfigError) -> UpstreamTable { try make(ConfigFile.lines(text)) }
-    static func parse(_ bytes: [UInt8]) throws(ConfigError) -> UpstreamTable { try make(ConfigFile.lines(bytes)) }
+    public static func parse(_ text: String) throws(ConfigError) -> UpstreamTable { try make(ConfigFile.lines(text)) }
+    public static func parse(_ bytes: [UInt8]) throws(ConfigError) -> UpstreamTable { try make(ConfigFile.lines(bytes)) }
 
     /// A line's problem; `make` adds its number.
     struct LineProblem: Error { let reason: String; init(_ r: String) { reason = r } }
