@@ -357,7 +357,8 @@ def wait_ready(svc, want, timeout=15):
 def test_readyz_is_ready_and_healthz_stays_liveness_only(service):
     status, body = ready(service)
     assert status == 200 and body["status"] == "ready"
-    assert set(body["checks"]) == {"keys", "store", "audit"}
+    # The service's upstreams file (pipelines/upstreams, no upstream in it) is checked too.
+    assert set(body["checks"]) == {"keys", "store", "audit", "upstreams"}
     assert all(c["ok"] for c in body["checks"].values())
 
 
