@@ -276,7 +276,7 @@ def all_ok(gw, method, paths, conn=None, **kw):
     headers = {"Authorization": f"Bearer {gw.token()}"}
     for path in paths:
         status, _, data = gw.call(method, path, headers=headers, conn=conn, token=False, **kw)
-        assert status == 200, (path, data)
+        assert status == 200, (path, data, gw.log())
 
 
 def error_of(data):
