@@ -16,7 +16,9 @@ final class MetricsTests: XCTestCase {
         XCTAssertEqual(ranges.first?.0, 1, "slot 0 is the fingerprint")
         for (a, b) in zip(ranges, ranges.dropFirst()) { XCTAssertEqual(a.1, b.0, "no gap and no overlap") }
         XCTAssertEqual(ranges.last?.1, layout.slotCount)
-        XCTAssertEqual(MetricsLayout().fingerprint, layout.fingerprint, "every process computes the same layout")
+        XCTAssertEqual(MetricsLayout().computedFingerprint, layout.computedFingerprint, "every process computes the same layout")
+        XCTAssertEqual(layout.computedFingerprint, MetricsLayout.fingerprint,
+                       "the layout changed: set MetricsLayout.fingerprint to \(layout.computedFingerprint)")
     }
 
     func test_two_openers_count_into_the_same_series() throws {

@@ -14,6 +14,8 @@ import Crypto
 /// lock file with flock(2), which makes create-only and compare-and-swap safe across
 /// processes. A read is one open and one read of one file.
 public struct DirectoryStore: KVStore, Sendable {
+    public var backendName: String { "directory" }
+
     public let root: String
     /// The clock expiry is compared with; tests move it.
     public let now: @Sendable () -> Int

@@ -59,6 +59,8 @@ public struct KVPage: Equatable, Sendable {
 }
 
 public protocol KVStore {
+    /// The backend's name in metrics ("directory", "redis").
+    var backendName: String { get }
     /// The entry, or nil when absent or expired.
     func get(_ key: String) throws(KVError) -> KVEntry?
     /// Writes unconditionally; returns the stored entry (with its new version).
@@ -79,6 +81,9 @@ public protocol KVStore {
 }
 
 extension KVStore {
+    /// Stores of other kinds (test doubles, wrappers) count as "other".
+    public var backendName: String { "other" }
+
     /// Read-modify-write with compare-and-swap, retried on conflict: `transform` gets the
     /// current entry (nil when absent) and returns the new value, or nil to leave it alone.
     /// Returns the entry as stored afterwards.

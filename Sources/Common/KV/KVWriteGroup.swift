@@ -41,6 +41,7 @@ public func writeGroup(over store: any KVStore, publishLast: [String] = []) -> a
 final class WriteThroughGroup: KVWriteGroup {
     let store: any KVStore
     init(_ store: any KVStore) { self.store = store }
+    var backendName: String { store.backendName }
 
     func get(_ key: String) throws(KVError) -> KVEntry? { try store.get(key) }
     func put(_ key: String, _ value: JSON, metadata: JSON?, expiresAt: Int?) throws(KVError) -> KVEntry {
@@ -71,6 +72,7 @@ final class WriteThroughGroup: KVWriteGroup {
 /// keys, then unlink the removed keys and fsync their directories.
 final class DirectoryWriteGroup: KVWriteGroup {
     let store: DirectoryStore
+    var backendName: String { store.backendName }
     let publishLast: [String]
 
     private struct Staged {

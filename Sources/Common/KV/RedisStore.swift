@@ -18,6 +18,8 @@ import Crypto
 /// whose reply was lost), which is why idle connections are checked for a server-side
 /// close before a write is sent on them.
 public final class RedisStore: KVStore, @unchecked Sendable {
+    public var backendName: String { "redis" }
+
     public let location: RedisLocation
     private let credentials: RedisCredentials
     /// Milliseconds added to Redis's clock (EDGEPIPE_CLOCK_OFFSET; tests move it).
