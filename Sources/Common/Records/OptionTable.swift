@@ -7,7 +7,7 @@ import Musl
 /// One option of a tool, declared once: from the declaration come the usage text, the
 /// parsing, the environment variable that stands in for it, and (for lists) the
 /// comma-separated form of that variable.
-public struct OptionSpec: Sendable {
+public final class OptionSpec: Sendable {
     public enum Kind: Sendable, Equatable {
         /// Present or not; its variable counts as set when it is 1, true, yes or on.
         case flag
@@ -37,7 +37,7 @@ public struct OptionSpec: Sendable {
     }
 
     /// An environment variable for `OptionTable.variables`.
-    public init(_ variable: String, _ help: String) {
+    public convenience init(_ variable: String, _ help: String) {
         self.init(name: variable, aliases: [], kind: .flag, environment: nil, help: help)
     }
 
