@@ -104,6 +104,9 @@ def make_echo_handler(rec, close_after=False, idle_timeout=None):
 class CountingTCPServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver's default backlog is 5: on a loaded machine a backend whose accept loop
+    # is late would have the kernel drop connections that forward already counts as open.
+    request_queue_size = 128
 
     def __init__(self, addr, handler, rec, tls=None):
         self.rec = rec
@@ -120,6 +123,7 @@ class CountingTCPServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
 
 class CountingUnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
+    request_queue_size = 128
 
     def __init__(self, path, handler, rec):
         self.rec = rec
