@@ -29,6 +29,32 @@ public enum ConfigFile {
         // Split on bytes, not Characters: these files are read at every filter start, and a
         // Character-wise split of a comment-heavy file cost ~460 k instructions (callgrind).
         var out: [ConfigLine] = []
+        try eachLineRange(bytes) { number, range throws(ConfigError) in
+            var fields: [String] = []
+            var i = range.lowerBound
+            while i < range.upperBound {
+                if bytes[i] == 0x20 || bytes[i] == 0x09 { i += 1; continue }
+                if bytes[i] == UInt8(ascii: "#") { break }
+                var j = i
+                while j < range.upperBound && bytes[j] != 0x20 && bytes[j] != 0x09 { j += 1 }
+                fields.append(String(decoding: bytes[i..<j], as: UTF8.self))
+                i = j
+            }
+            if !fields.isEmpty { out.append(ConfigLine(number: number, fields: fields)) }
+        }
+        return out
+    }
+
+    /// Each line of `bytes` with its number (from 1), CRLF accepted, invalid UTF-8 refused.
+    public static func eachLine(_ bytes: [UInt8], _ body: (Int, String) throws(ConfigError) -> Void) throws(ConfigError) {
+        try eachLineRange(bytes) { number, range throws(ConfigError) in
+            try body(number, String(decoding: bytes[range], as: UTF8.self))
+        }
+    }
+
+    /// Each line's number and byte range (without its CR LF), checked to be UTF-8; an
+    /// ASCII line (nearly all) is checked without building a String.
+    private static func eachLineRange(_ bytes: [UInt8], _ body: (Int, Range<Int>) throws(ConfigError) -> Void) throws(ConfigError) {
         var number = 0
         var start = 0
         while start <= bytes.count {
@@ -40,35 +66,7 @@ public enum ConfigFile {
             var ascii = true
             for i in start..<stop where bytes[i] >= 0x80 { ascii = false; break }
             if !ascii && validUTF8String(bytes[start..<stop]) == nil { throw ConfigError(line: number, "not valid UTF-8") }
-            var fields: [String] = []
-            var i = start
-            while i < stop {
-                if bytes[i] == 0x20 || bytes[i] == 0x09 { i += 1; continue }
-                if bytes[i] == UInt8(ascii: "#") { break }
-                var j = i
-                while j < stop && bytes[j] != 0x20 && bytes[j] != 0x09 { j += 1 }
-                fields.append(String(decoding: bytes[i..<j], as: UTF8.self))
-                i = j
-            }
-            if !fields.isEmpty { out.append(ConfigLine(number: number, fields: fields)) }
-            if end == bytes.count { break }
-            start = end + 1
-        }
-        return out
-    }
-
-    /// Each line of `bytes` with its number (from 1), CRLF accepted, invalid UTF-8 refused.
-    public static func eachLine(_ bytes: [UInt8], _ body: (Int, String) throws(ConfigError) -> Void) throws(ConfigError) {
-        var number = 0
-        var start = 0
-        while start <= bytes.count {
-            var end = start
-            while end < bytes.count && bytes[end] != 0x0A { end += 1 }
-            number += 1
-            var line = bytes[start..<end]
-            if line.last == 0x0D { line = line.dropLast() }
-            guard let text = validUTF8String(line) else { throw ConfigError(line: number, "not valid UTF-8") }
-            try body(number, text)
+            try body(number, start..<stop)
             if end == bytes.count { break }
             start = end + 1
         }
