@@ -668,7 +668,9 @@ def test_a_failover_mid_keep_alive_acknowledges_only_writes_the_new_primary_has_
     # until Sentinel reconfigures it; then it resyncs from the new primary and drops them.
     import requests
     primary, replica, sentinel = primary_replica_and_sentinel(tmp_path, ("ra", "rb"))   # a and b: the gateways
-    url = f"redis+sentinel://127.0.0.1:{sentinel.port}/mymaster/0?connect_timeout_ms=500&timeout_ms=1000&wait_timeout_ms=300"
+    # A replica's acknowledgement normally takes milliseconds; 1 s leaves a loaded machine room
+    # (with 300 ms the first write was once answered 503 before any failover).
+    url = f"redis+sentinel://127.0.0.1:{sentinel.port}/mymaster/0?connect_timeout_ms=500&timeout_ms=1000&wait_timeout_ms=1000"
     gateways = Gateways(tmp_path, url)
     user_b = checkout("evt_b", T0 + 1, uid="user-b", customer="cus_b", subscription="sub_b")
     try:
