@@ -11,12 +11,13 @@ import SharedMemory
 public enum AccessLogDestination: Equatable, Sendable {
     case off, stderr, file(String)
 
-    public static func parse(_ value: String?, data: String?) -> AccessLogDestination {
+    /// `defaultFile`: where the log goes when nothing is said ($EDGEPIPE_DATA/log/access.log).
+    public static func parse(_ value: String?, defaultFile: String?) -> AccessLogDestination {
         switch value {
         case "off"?: return .off
         case "-"?: return .stderr
         case let path? where !path.isEmpty: return .file(path)
-        default: return data.map { .file($0 + "/log/access.log") } ?? .off
+        default: return defaultFile.map { .file($0) } ?? .off
         }
     }
 }

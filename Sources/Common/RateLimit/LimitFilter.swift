@@ -50,14 +50,7 @@ public final class LimitFilter {
         self.now = now
     }
 
-    public static func microseconds() -> Int64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_REALTIME, &ts)
-        return (Int64(ts.tv_sec) + clockOffset) * 1_000_000 + Int64(ts.tv_nsec) / 1000
-    }
-
-    /// EDGEPIPE_CLOCK_OFFSET, as Clock applies it (tests move time with it).
-    static let clockOffset = Int64(environment("EDGEPIPE_CLOCK_OFFSET").flatMap { Int($0) } ?? 0)
+    public static func microseconds() -> Int64 { Clock.nowMicros() }
 
     public func handle(_ record: inout Record) {
         guard !rules.isEmpty else { return }

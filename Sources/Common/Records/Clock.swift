@@ -20,6 +20,13 @@ public enum Clock {
         return (ts.tv_sec + offset) * 1000 + ts.tv_nsec / 1_000_000
     }
 
+    /// Microseconds since the Unix epoch (rate limits count in them).
+    public static func nowMicros() -> Int64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return (Int64(ts.tv_sec) + Int64(offset)) * 1_000_000 + Int64(ts.tv_nsec) / 1000
+    }
+
     /// A monotonic clock in milliseconds, for timeouts.
     public static func monotonicMillis() -> Int {
         var ts = timespec()

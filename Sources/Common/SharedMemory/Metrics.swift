@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
+import Records
 
 // The metrics of a machine's pipelines, in one SharedSlots file. Every process that opens
 // it computes the same slot for the same series: the families and their label values are
@@ -264,7 +265,7 @@ public final class Metrics: @unchecked Sendable {
         if let v = env("EDGEPIPE_METRICS"), !v.isEmpty {
             return v == "off" ? nil : v
         }
-        return env("EDGEPIPE_DATA").map { $0 + "/run/metrics" }
+        return dataPath("run/metrics", env: env)
     }
 
     /// This process's metrics, opened on first use. When the file cannot be opened, one
