@@ -170,7 +170,8 @@ class RawBackend:
         self.port = self.sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
         self.running = True
-        threading.Thread(target=self.accept_loop, daemon=True).start()
+        self.acceptor = threading.Thread(target=self.accept_loop, daemon=True)
+        self.acceptor.start()
 
     def accept_loop(self):
         while self.running:
@@ -209,7 +210,15 @@ class RawBackend:
             conn.close()
 
     def stop(self):
+        # Wake the accept loop and wait for it before the descriptor is closed: a loop still
+        # in accept() when the number is reused by the next test's listener would take that
+        # test's connection and reset it (seen under load in CI).
         self.running = False
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.acceptor.join(5)
         self.sock.close()
 
 
