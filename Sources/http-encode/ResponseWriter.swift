@@ -291,7 +291,9 @@ public struct HTTPEncodeFilter {
     public var input: Int32 = 0
     public var output: Int32 = 1
 
-    public var observer: ResponseObserver?
+    // Spelled out, not `ResponseObserver?`: the sugar's implicit nil is destroyed when the
+    // init assigns, through Optional's generic metadata (a runtime instantiation at every start).
+    public var observer: Optional<ResponseObserver>
 
     public init(input: Int32 = 0, output: Int32 = 1, observer: ResponseObserver? = nil) {
         self.input = input; self.output = output; self.observer = observer

@@ -231,7 +231,8 @@ public func readStandardInput(limit: Int = 64 << 20) -> [UInt8] {
 
 /// The value of an environment variable, nil when unset or empty.
 public func environment(_ name: String) -> String? {
-    guard let p = getenv(name) else { return nil }
-    let s = String(cString: p)
-    return s.isEmpty ? nil : s
+    // withCString, not getenv(name): the implicit conversion copies the name into a new
+    // array at every call, and a start asks for a dozen variables.
+    guard let p = name.withCString({ getenv($0) }), p.pointee != 0 else { return nil }
+    return String(cString: p)
 }

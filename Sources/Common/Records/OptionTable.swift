@@ -70,7 +70,10 @@ public struct OptionError: Error, CustomStringConvertible, Sendable {
 /// A tool's whole command line, declared in one place. `parse` reads the arguments
 /// against it: `--help` prints `usage` and exits 0; an unknown option, a missing value or
 /// an argument where none is expected exits 2 with a one-line reason.
-public struct OptionTable: Sendable {
+///
+/// A final class, not a struct: `ParsedOptions` and the parser pass it around, and a
+/// struct of seven fields was copied (and each field retained) at every pass.
+public final class OptionTable: Sendable {
     /// An environment variable read besides the options' own: an `OptionSpec` with a name
     /// and a help text only, so that a table holds one array type (each array type of its
     /// own costs a metadata instantiation at every start).
