@@ -3,9 +3,14 @@ import CORS
 
 /// route's part of CORS: the route name of a preflight is the one its requested method
 /// would reach, so the table is asked with that method, not with OPTIONS.
-struct CORSStep {
+final class CORSStep {
     let policy: CORSPolicy
     let table: RouteTable
+
+    init(policy: CORSPolicy, table: RouteTable) {
+        self.policy = policy
+        self.table = table
+    }
 
     /// Returns true when it answered the record (a preflight).
     func handle(_ record: inout Record, method: String, path: String, match: RouteMatch) -> Bool {

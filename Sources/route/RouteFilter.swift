@@ -6,17 +6,24 @@ import CORS
 struct RouteFilter {
     let table: RouteTable
     /// Puts an audit entry on 410 answers, for the audit filter to record.
-    var auditGone = false
+    let auditGone: Bool
     /// With a CORS file: preflights answered here, before any token check, and
-    /// annotations.cors put on requests from allowed origins.
-    var cors: CORSPolicy?
+    /// annotations.cors put on requests from allowed origins. A class reference: an
+    /// optional `CORSPolicy` held here was copied at start through Optional's generic metadata.
+    let cors: CORSStep?
+
+    init(table: RouteTable, auditGone: Bool = false, cors: CORSPolicy? = nil) {
+        self.table = table
+        self.auditGone = auditGone
+        self.cors = cors.map { CORSStep(policy: $0, table: table) }
+    }
 
     func handle(_ record: inout Record) throws {
         guard let method = record["method"]?.string, !method.isEmpty, let path = record["path"]?.string else {
             throw FilterError(status: 400, code: "bad_record", message: "a request record needs string fields method and path")
         }
         let match = table.match(method: method, path: path)
-        if let cors, CORSStep(policy: cors, table: table).handle(&record, method: method, path: path, match: match) {
+        if let cors, cors.handle(&record, method: method, path: path, match: match) {
             return
         }
         switch match {

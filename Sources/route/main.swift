@@ -14,14 +14,17 @@ let checkOnly = options.flag("--check")
 
 let table: RouteTable
 do { table = try RouteTable.load(path: tablePath) } catch { Log.fatal(error.report(file: tablePath)) }
-var cors: CORSPolicy?
+let filter: RouteFilter
 if let corsPath {
+    let cors: CORSPolicy
     do { cors = try CORSPolicy.load(path: corsPath) } catch { Log.fatal(error.report(file: corsPath)) }
+    filter = RouteFilter(table: table, auditGone: options.flag("--audit-gone"), cors: cors)
+} else {
+    filter = RouteFilter(table: table, auditGone: options.flag("--audit-gone"))
 }
 let limits = options.value("--limits").flatMap { LimitSetup.inProcess(path: $0, stage: .ip, checkOnly: checkOnly) }
 if checkOnly { exit(0) }
 
-let filter = RouteFilter(table: table, auditGone: options.flag("--audit-gone"), cors: cors)
 FilterLoop.run { record in
     try filter.handle(&record)
     if let limits, !record.isResponse { limits.handle(&record) }

@@ -45,9 +45,15 @@ public enum ConfigFile {
         return out
     }
 
-    /// Each line of `bytes` with its number (from 1), CRLF accepted, invalid UTF-8 refused.
+    /// Each line of `bytes` with its number (from 1) that is not blank and not a comment
+    /// (first non-blank byte `#`), CRLF accepted, invalid UTF-8 refused (in every line).
+    /// Blank and comment lines are skipped as bytes: making Strings of a commented file's
+    /// prose cost more at start than parsing its rules.
     public static func eachLine(_ bytes: [UInt8], _ body: (Int, String) throws(ConfigError) -> Void) throws(ConfigError) {
         try eachLineRange(bytes) { number, range throws(ConfigError) in
+            var i = range.lowerBound
+            while i < range.upperBound && (bytes[i] == 0x20 || bytes[i] == 0x09) { i += 1 }
+            if i == range.upperBound || bytes[i] == UInt8(ascii: "#") { return }
             try body(number, String(decoding: bytes[range], as: UTF8.self))
         }
     }

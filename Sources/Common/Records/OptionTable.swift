@@ -112,7 +112,14 @@ public final class OptionTable: Sendable {
     /// an array of tuples costs a metadata instantiation at every start (`kv serve`,
     /// each filter once per connection).
     func index(of name: String) -> Int? {
-        for i in options.indices where options[i].name == name || options[i].aliases.contains(name) { return i }
+        // Lengths first: most names differ in length, and comparing two long names (over 15
+        // bytes, not inline) goes through the stdlib's general comparison.
+        let count = name.utf8.count
+        for i in options.indices {
+            let o = options[i]
+            if o.name.utf8.count == count && o.name == name { return i }
+            if !o.aliases.isEmpty && o.aliases.contains(name) { return i }
+        }
         return nil
     }
 
@@ -163,8 +170,10 @@ public final class OptionTable: Sendable {
 
     /// `parse` without the exits, for tests and for tools that report differently.
     public func read(_ arguments: [String], env: @escaping @Sendable (String) -> String? = { environment($0) }) throws(OptionError) -> ParsedOptions {
-        // Parallel arrays of prespecialised types (see `index(of:)`); a flag's value is "".
-        var givenOptions: [Int] = []
+        // Parallel arrays of types a start instantiates anyway: the table's own [OptionSpec]
+        // and [String] (an [Int] here cost a metadata instantiation whenever an option was
+        // given); a flag's value is "".
+        var givenOptions: [OptionSpec] = []
         var givenValues: [String] = []
         var positional: [String] = []
         var i = 0
@@ -179,7 +188,7 @@ public final class OptionTable: Sendable {
             if a == "--" { literal = true; continue }
             let name: String
             var inline: String?
-            if let eq = a.firstIndex(of: "=") {
+            if let eq = a.utf8.firstIndex(of: UInt8(ascii: "=")) {  // bytes: a Character search costs 2 k
                 name = String(a[..<eq])
                 inline = String(a[a.index(after: eq)...])
             } else {
@@ -192,11 +201,11 @@ public final class OptionTable: Sendable {
                     inline = arguments[i]
                     i += 1
                 }
-                givenOptions.append(n)
+                givenOptions.append(options[n])
                 givenValues.append(inline ?? "")
             } else {
                 guard inline == nil else { throw OptionError("\(name) takes no value") }
-                givenOptions.append(n)
+                givenOptions.append(options[n])
                 givenValues.append("")
             }
         }
@@ -208,13 +217,13 @@ public final class OptionTable: Sendable {
 /// What a command line said, with each option's environment variable behind it.
 public struct ParsedOptions: Sendable {
     public let table: OptionTable
-    /// The options given, in order, as indices into `table.options`, beside their values.
-    private let givenOptions: [Int]
+    /// The options given, in order, beside their values.
+    private let givenOptions: [OptionSpec]
     private let givenValues: [String]
     public let positional: [String]
     private let env: @Sendable (String) -> String?
 
-    init(table: OptionTable, givenOptions: [Int], givenValues: [String], positional: [String],
+    init(table: OptionTable, givenOptions: [OptionSpec], givenValues: [String], positional: [String],
          env: @escaping @Sendable (String) -> String?) {
         self.table = table
         self.givenOptions = givenOptions
@@ -223,39 +232,40 @@ public struct ParsedOptions: Sendable {
         self.env = env
     }
 
-    private func declared(_ name: String) -> Int {
+    private func declared(_ name: String) -> OptionSpec {
         guard let n = table.index(of: name) else { preconditionFailure("\(table.program): \(name) is not in the option table") }
-        return n
+        return table.options[n]
     }
 
     /// Whether the option is on the command line.
     public func isGiven(_ name: String) -> Bool {
-        givenOptions.contains(declared(name))
+        let o = declared(name)
+        return givenOptions.contains { $0 === o }
     }
 
     /// The last value given, else the environment variable's.
     public func value(_ name: String) -> String? {
-        let n = declared(name)
-        if let last = givenOptions.lastIndex(of: n) { return givenValues[last] }
-        return table.options[n].environment.flatMap(env)
+        let o = declared(name)
+        if let last = givenOptions.lastIndex(where: { $0 === o }) { return givenValues[last] }
+        return o.environment.flatMap(env)
     }
 
     /// Every value given, in order; else the environment variable's comma-separated items,
     /// trimmed, without empty ones.
     public func values(_ name: String) -> [String] {
-        let n = declared(name)
+        let o = declared(name)
         var fromArguments: [String] = []
-        for i in givenOptions.indices where givenOptions[i] == n { fromArguments.append(givenValues[i]) }
+        for i in givenOptions.indices where givenOptions[i] === o { fromArguments.append(givenValues[i]) }
         if !fromArguments.isEmpty { return fromArguments }
-        guard let variable = table.options[n].environment, let text = env(variable) else { return [] }
+        guard let variable = o.environment, let text = env(variable) else { return [] }
         return ParsedOptions.commaSeparated(text)
     }
 
     /// On the command line, or its variable set to 1, true, yes or on.
     public func flag(_ name: String) -> Bool {
-        let n = declared(name)
-        if givenOptions.contains(n) { return true }
-        guard let variable = table.options[n].environment, let v = env(variable) else { return false }
+        let o = declared(name)
+        if givenOptions.contains(where: { $0 === o }) { return true }
+        guard let variable = o.environment, let v = env(variable) else { return false }
         return ["1", "true", "yes", "on"].contains(v.lowercased())
     }
 
