@@ -8,12 +8,15 @@ import Records
 /// Request ids: 128 random bits in hex, unique across the service without coordination.
 /// The kernel's randomness (/dev/urandom) is read 4 KiB at a time, not once per request.
 public struct RequestIDs {
-    private var pool = [UInt8](repeating: 0, count: 4096)
-    private var used = 4096
+    /// Empty until the first id: a connection that sends no request (and every start)
+    /// does not pay for zeroing and filling it.
+    private var pool: [UInt8] = []
+    private var used = 0
 
     public init() {}
 
     private mutating func refill() {
+        if pool.isEmpty { pool = [UInt8](repeating: 0, count: 4096) }
         let fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC)
         var filled = 0
         while fd >= 0 && filled < pool.count {
