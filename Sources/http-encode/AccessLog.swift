@@ -12,12 +12,15 @@ public enum AccessLogDestination: Equatable, Sendable {
     case off, stderr, file(String)
 
     /// `defaultFile`: where the log goes when nothing is said ($EDGEPIPE_DATA/log/access.log).
-    public static func parse(_ value: String?, defaultFile: String?) -> AccessLogDestination {
+    /// `defaultFile` is asked only when no destination is given: with the log off, a start
+    /// builds no path (the first long String freed in a process costs ~30 k instructions of
+    /// runtime metadata work).
+    public static func parse(_ value: String?, defaultFile: @autoclosure () -> String?) -> AccessLogDestination {
         switch value {
         case "off"?: return .off
         case "-"?: return .stderr
         case let path? where !path.isEmpty: return .file(path)
-        default: return defaultFile.map { .file($0) } ?? .off
+        default: return defaultFile().map { .file($0) } ?? .off
         }
     }
 }

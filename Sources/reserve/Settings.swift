@@ -27,15 +27,21 @@ extension ReserveFilter {
             Log.fatal("--base-url must be an http:// or https:// URL")
         }
 
-        var blocklist = Blocklist()
+        // Each set once, not declared then replaced: replacing an optional array or a
+        // Blocklist destroys the first value through generic metadata, at every start.
+        let blocklist: Blocklist
         if let blocklistPath {
             guard let loaded = Blocklist.load(path: blocklistPath) else { Log.fatal("cannot read blocklist \(blocklistPath)") }
             blocklist = loaded
+        } else {
+            blocklist = Blocklist()
         }
-        var page: [UInt8]?
+        let page: Optional<[UInt8]>
         if let pagePath {
             guard let bytes = readFile(pagePath, limit: 1 << 20) else { Log.fatal("cannot read page \(pagePath)") }
             page = bytes
+        } else {
+            page = nil
         }
         var admins = Set<String>()
         if let adminsPath {
