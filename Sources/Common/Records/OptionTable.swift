@@ -85,20 +85,22 @@ public final class OptionTable: Sendable {
     /// What the tool does, in a few lines.
     public let summary: String
     public let options: [OptionSpec]
-    /// Environment variables read besides the options' own.
-    public let variables: [Variable]
+    /// Environment variables read besides the options' own (for the usage only: built when
+    /// asked, so a start allocates none of them).
+    public var variables: [Variable] { makeVariables() }
+    private let makeVariables: @Sendable () -> [Variable]
     /// Positional arguments: nil when none is allowed.
     public let arguments: String?
     /// The exit statuses and anything else for the end of the usage.
     public let epilogue: String
 
     public init(program: String, synopsis: [String], summary: String, options: [OptionSpec],
-                variables: [Variable] = [], arguments: String? = nil, epilogue: String) {
+                variables: @autoclosure @escaping @Sendable () -> [Variable] = [], arguments: String? = nil, epilogue: String) {
         self.program = program
         self.synopsis = synopsis
         self.summary = summary
         self.options = options
-        self.variables = variables
+        self.makeVariables = variables
         self.arguments = arguments
         self.epilogue = epilogue
     }
