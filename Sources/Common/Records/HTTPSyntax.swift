@@ -136,32 +136,60 @@ public enum HTTPSyntax {
         return .success(Header(String(decoding: name, as: UTF8.self), value))
     }
 
-    /// Comma-separated list elements, trimmed and lower-cased.
+    /// Comma-separated list elements, trimmed and lower-cased (ASCII letters only: list
+    /// elements are tokens, compared case-insensitively in ASCII). On bytes: every response
+    /// and most requests carry a Connection header, and Character-wise splitting and
+    /// Unicode lower-casing cost thousands of instructions for one word.
     public static func listElements(_ values: [String], keepEmpty: Bool = false) -> [String] {
         var out: [String] = []
-        for v in values {
-            for part in v.split(separator: ",", omittingEmptySubsequences: false) {
-                let t = part.trimmingSpacesAndTabs().lowercased()
-                if !t.isEmpty || keepEmpty { out.append(t) }
+        for var v in values {
+            v.withUTF8 { p in
+                var i = 0
+                while true {
+                    var start = i, end = i
+                    while end < p.count && p[end] != UInt8(ascii: ",") { end += 1 }
+                    let next = end + 1
+                    while start < end && (p[start] == 0x20 || p[start] == 0x09) { start += 1 }
+                    while end > start && (p[end - 1] == 0x20 || p[end - 1] == 0x09) { end -= 1 }
+                    if start < end || keepEmpty { out.append(lowercased(UnsafeBufferPointer(rebasing: p[start..<end]))) }
+                    if next > p.count { break }
+                    i = next
+                }
             }
         }
         return out
     }
 
+    static func lowercased(_ bytes: UnsafeBufferPointer<UInt8>) -> String {
+        guard bytes.contains(where: { $0 >= 0x41 && $0 <= 0x5A }) else { return String(decoding: bytes, as: UTF8.self) }
+        return String(decoding: bytes.map(lower), as: UTF8.self)
+    }
+
     /// 1*DIGIT per element; repeated values (in one field or several) must all agree.
     public static func contentLength(_ values: [String]) -> Result<Int, Problem> {
         var found: Int?
-        for v in values {
-            for part in v.split(separator: ",", omittingEmptySubsequences: false) {
-                let t = part.trimmingSpacesAndTabs()
-                guard !t.isEmpty, t.utf8.allSatisfy(isDigit) else { return .failure(Problem("malformed Content-Length")) }
-                // Leading zeros are legal ("003" is 3), so compare values, not text.
-                let digits = t.drop(while: { $0 == "0" })
-                if digits.utf8.count > 15 { return .failure(.tooLong) }
-                let n = Int(digits) ?? 0
-                if let f = found, f != n { return .failure(Problem("conflicting Content-Length values")) }
-                found = n
+        for var v in values {
+            let failure: Problem? = v.withUTF8 { p in
+                var i = 0
+                while true {
+                    var start = i, end = i
+                    while end < p.count && p[end] != UInt8(ascii: ",") { end += 1 }
+                    let next = end + 1
+                    while start < end && (p[start] == 0x20 || p[start] == 0x09) { start += 1 }
+                    while end > start && (p[end - 1] == 0x20 || p[end - 1] == 0x09) { end -= 1 }
+                    guard start < end, p[start..<end].allSatisfy(isDigit) else { return Problem("malformed Content-Length") }
+                    // Leading zeros are legal ("003" is 3), so compare values, not text.
+                    while start < end - 1 && p[start] == UInt8(ascii: "0") { start += 1 }
+                    if end - start > 15 { return .tooLong }
+                    var n = 0
+                    for d in p[start..<end] { n = n * 10 + Int(d - UInt8(ascii: "0")) }
+                    if let f = found, f != n { return Problem("conflicting Content-Length values") }
+                    found = n
+                    if next > p.count { return nil }
+                    i = next
+                }
             }
+            if let failure { return .failure(failure) }
         }
         return .success(found ?? 0)
     }
