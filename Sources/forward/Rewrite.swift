@@ -76,20 +76,25 @@ struct UpstreamRequest {
         let body = record.body
         var out: [UInt8] = []
         out.reserveCapacity(256 + headers.count * 48 + body.count)
-        out.append(contentsOf: method.utf8)
+        // Each String appended as one copy of its bytes (appending a UTF8View is generic,
+        // byte by byte).
+        func add(_ s: String) { var s = s; s.withUTF8 { out.append(contentsOf: $0) } }
+        add(method)
         out.append(0x20)
-        out.append(contentsOf: upstream.upstreamPath(record.path).utf8)
+        add(upstream.upstreamPath(record.path))
         let query = record.query
         if !query.isEmpty {
             out.append(UInt8(ascii: "?"))
-            out.append(contentsOf: query.utf8)
+            add(query)
         }
-        out.append(contentsOf: " HTTP/1.1\r\n".utf8)
+        add(" HTTP/1.1\r\n")
         for h in headers {
-            out.append(contentsOf: h.name.utf8)
-            out.append(contentsOf: ": ".utf8)
-            out.append(contentsOf: h.value.utf8)
-            out.append(contentsOf: "\r\n".utf8)
+            add(h.name)
+            out.append(UInt8(ascii: ":"))
+            out.append(0x20)
+            add(h.value)
+            out.append(0x0D)
+            out.append(0x0A)
         }
         if !body.isEmpty || !Self.bodylessMethods.contains(method) {
             out.append(contentsOf: "content-length: \(body.count)\r\n".utf8)

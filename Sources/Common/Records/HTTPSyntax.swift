@@ -90,17 +90,20 @@ public enum HTTPSyntax {
     public static func parseField(_ line: UnsafeBufferPointer<UInt8>) -> Result<Header, Problem> {
         if line[0] == 0x20 || line[0] == 0x09 { return .failure(Problem("obs-fold (line starting with whitespace) in header section")) }
         var colon = 0
-        var name: [UInt8] = []
-        name.reserveCapacity(24)
+        var upper = false
         while colon < line.count && line[colon] != UInt8(ascii: ":") {
             let c = line[colon]
             if c == 0x20 || c == 0x09 { return .failure(Problem("whitespace in or after a header name")) }
             guard ASCII.isToken(c) else { return .failure(Problem("invalid character in header name")) }
-            name.append(lower(c))
+            if c >= 0x41 && c <= 0x5A { upper = true }
             colon += 1
         }
         guard colon < line.count else { return .failure(Problem("header line without a colon")) }
         guard colon > 0 else { return .failure(Problem("empty header name")) }
+        // Lower-cased on the stack: no heap buffer per field (a name of 15 bytes or fewer
+        // becomes a String without one either).
+        let name = upper ? lowercased(UnsafeBufferPointer(rebasing: line[..<colon]))
+                         : String(decoding: UnsafeBufferPointer(rebasing: line[..<colon]), as: UTF8.self)
         var start = colon + 1, end = line.count
         var highBit = false
         var i = start
@@ -133,7 +136,7 @@ public enum HTTPSyntax {
         } else {
             value = String(decoding: bytes, as: UTF8.self)
         }
-        return .success(Header(String(decoding: name, as: UTF8.self), value))
+        return .success(Header(name, value))
     }
 
     /// Comma-separated list elements, trimmed and lower-cased (ASCII letters only: list
@@ -162,7 +165,10 @@ public enum HTTPSyntax {
 
     static func lowercased(_ bytes: UnsafeBufferPointer<UInt8>) -> String {
         guard bytes.contains(where: { $0 >= 0x41 && $0 <= 0x5A }) else { return String(decoding: bytes, as: UTF8.self) }
-        return String(decoding: bytes.map(lower), as: UTF8.self)
+        return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: bytes.count) { lowered in
+            for (i, c) in bytes.enumerated() { lowered[i] = lower(c) }
+            return String(decoding: UnsafeBufferPointer(lowered), as: UTF8.self)
+        }
     }
 
     /// 1*DIGIT per element; repeated values (in one field or several) must all agree.
