@@ -143,7 +143,9 @@ wrk_rounds() {
                 base = p50[round, "backend"]; added = p50[round, "proxy_pass"] - base
                 line = "round " round ":"
                 for (t in names) if (t != "backend" && t != "proxy_pass") {
-                    if (added > 0) line = line sprintf(" %s %.1fx added p50,", t, (p50[round, t] - base) / added)
+                    line = line " " t
+                    if (added > 0) line = line sprintf(" %.1fx added p50,", (p50[round, t] - base) / added)
+                    else line = line " (proxy_pass added no p50 this round),"
                     if (rps[round, "proxy_pass"] > 0) line = line sprintf(" %.0f%% of proxy_pass req/s;", 100 * rps[round, t] / rps[round, "proxy_pass"])
                 }
                 print "- " line
