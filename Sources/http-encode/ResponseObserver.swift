@@ -71,30 +71,31 @@ public struct ResponseObserver {
         }
     }
 
-    /// What `facts` reads from the record's bytes: one scan of `annotations` and one of
-    /// `access` (unless the caller parsed it), building only these values.
-    private static let paths = JSONPaths([
-        ["annotations", AnnotationKey.route, "name"], ["annotations", AnnotationKey.auth, "uid"],
-        ["annotations", AnnotationKey.auth, "refused"], ["annotations", "upstream", "name"],
-        ["annotations", "upstream", "status"], ["annotations", "upstream", "ms"], ["access", "received_us"],
+    /// What `facts` reads from the record's bytes, building only these values: for the
+    /// metrics, one scan of `annotations` and one of `access`; for a log line (whose
+    /// caller has parsed `access`), the annotations and the uid.
+    private static let countedPaths = JSONPaths([
+        ["annotations", AnnotationKey.route, "name"], ["annotations", AnnotationKey.auth, "refused"],
+        ["annotations", "upstream", "name"], ["annotations", "upstream", "status"], ["annotations", "upstream", "ms"],
+        ["access", "received_us"],
     ])
-    private static let annotationPaths = JSONPaths(Array(paths.names.dropLast()))
+    private static let loggedPaths = JSONPaths(countedPaths.names.dropLast() + [["annotations", AnnotationKey.auth, "uid"]])
 
-    /// `access`: the record's access object when the caller has parsed it, else nil (then
-    /// its received_us is read from the bytes).
+    /// `access`: the record's access object when the caller has parsed it for a log line
+    /// (the uid is read then, for that line), else nil (received_us is read from the bytes).
     static func facts(_ record: Record, access: JSONObject?, monoNow: Int) -> Facts {
         var f = Facts(status: record.status ?? 0)
         var received = access?["received_us"]?.int
         var upstreamName: String?, upstreamStatus: Int?, upstreamMs: String?
-        record.forEachValue(at: access == nil ? paths : annotationPaths) { i, value in
+        let logged = access != nil
+        record.forEachValue(at: logged ? loggedPaths : countedPaths) { i, value in
             switch i {
             case 0: f.route = value.string
-            case 1: f.uid = value.string
-            case 2: f.refusal = value.string
-            case 3: upstreamName = value.string
-            case 4: upstreamStatus = value.int
-            case 5: if case .number(let text) = value { upstreamMs = text }
-            default: received = value.int
+            case 1: f.refusal = value.string
+            case 2: upstreamName = value.string
+            case 3: upstreamStatus = value.int
+            case 4: if case .number(let text) = value { upstreamMs = text }
+            default: if logged { f.uid = value.string } else { received = value.int }
             }
         }
         if let received { f.durationMicros = max(monoNow - received, 0) }

@@ -13,8 +13,11 @@ public struct JSONPaths: Sendable {
     public let names: [[String]]
     /// Every key's UTF-8, one after another.
     let bytes: [UInt8]
-    /// Per path, from `table[path]`: its key count, then each key's start and end in `bytes`.
+    /// `stride` entries per path: its key count, then for each depth its key's start and
+    /// length in `bytes` and the paths (bits) with the same key there, which match or fail
+    /// together: one comparison for them all.
     let table: [Int]
+    let stride: Int
     /// Each top-level member named, with the paths that start there (bits by index).
     let groups: [(member: String, paths: UInt64)]
 
@@ -22,14 +25,17 @@ public struct JSONPaths: Sendable {
     public init(_ paths: [[String]]) {
         precondition(paths.count <= 64 && paths.allSatisfy { !$0.isEmpty }, "JSONPaths: 1 to 64 keys per path, at most 64 paths")
         names = paths
-        var bytes: [UInt8] = [], table = [Int](repeating: 0, count: paths.count)
+        stride = 1 + 3 * (paths.map { $0.count }.max() ?? 0)
+        var bytes: [UInt8] = [], table = [Int](repeating: 0, count: paths.count * stride)
         for (q, keys) in paths.enumerated() {
-            table[q] = table.count
-            table.append(keys.count)
-            for key in keys {
-                table.append(bytes.count)
+            table[q * stride] = keys.count
+            for (d, key) in keys.enumerated() {
+                var same: UInt64 = 0
+                for (r, other) in paths.enumerated() where other.count > d && other[d] == key { same |= 1 << r }
+                table[q * stride + 1 + 3 * d] = bytes.count
+                table[q * stride + 2 + 3 * d] = key.utf8.count
+                table[q * stride + 3 + 3 * d] = Int(bitPattern: UInt(same))
                 bytes += key.utf8
-                table.append(bytes.count)
             }
         }
         self.bytes = bytes
@@ -58,7 +64,7 @@ extension Record {
                 raw.withBytes { bytes in
                     paths.bytes.withUnsafeBufferPointer { keyBytes in
                         paths.table.withUnsafeBufferPointer { table in
-                            var scan = RawPathScan(p: bytes, keyBytes: keyBytes, table: table, pending: group)
+                            var scan = RawPathScan(p: bytes, keyBytes: keyBytes, table: table, stride: paths.stride, pending: group)
                             scan.value(depth: 1, alive: group, found)
                         }
                     }
@@ -90,12 +96,14 @@ private struct RawPathScan {
     let p: UnsafeBufferPointer<UInt8>
     let keyBytes: UnsafeBufferPointer<UInt8>
     let table: UnsafeBufferPointer<Int>
+    let stride: Int
     /// The paths not found yet: none left, the scan stops.
     var pending: UInt64
     var i = 0
 
-    init(p: UnsafeBufferPointer<UInt8>, keyBytes: UnsafeBufferPointer<UInt8>, table: UnsafeBufferPointer<Int>, pending: UInt64) {
-        self.p = p; self.keyBytes = keyBytes; self.table = table; self.pending = pending
+    init(p: UnsafeBufferPointer<UInt8>, keyBytes: UnsafeBufferPointer<UInt8>, table: UnsafeBufferPointer<Int>, stride: Int,
+         pending: UInt64) {
+        self.p = p; self.keyBytes = keyBytes; self.table = table; self.stride = stride; self.pending = pending
     }
 
     /// The value at `i`, where the paths of `alive` have matched `depth` keys so far.
@@ -106,7 +114,7 @@ private struct RawPathScan {
         while bits != 0 {
             let q = bits.trailingZeroBitCount
             bits &= bits - 1
-            if table[table[q]] == depth { leaf |= 1 << q } else { deeper |= 1 << q }
+            if table[q * stride] == depth { leaf |= 1 << q } else { deeper |= 1 << q }
         }
         // A leaf is pending until built below, so an early stop never cuts its bytes short.
         if deeper != 0, p[i] == UInt8(ascii: "{") { object(depth: depth, alive: deeper, found) } else { skip() }
@@ -131,13 +139,14 @@ private struct RawPathScan {
             let key = UnsafeBufferPointer(rebasing: p[keyStart..<(i - 1)])
             i += 1   // ':'
             var matched: UInt64 = 0
-            var bits = alive
-            while bits != 0 {
-                let q = bits.trailingZeroBitCount
-                bits &= bits - 1
-                let k = table[q] + 1 + 2 * depth
-                if same(key, escaped: escaped, UnsafeBufferPointer(rebasing: keyBytes[table[k]..<table[k + 1]])) {
-                    matched |= 1 << q
+            var rest = alive
+            while rest != 0 {
+                let k = rest.trailingZeroBitCount * stride + 1 + 3 * depth
+                let together = UInt64(UInt(bitPattern: table[k + 2])) & rest
+                rest &= ~together
+                if table[k + 1] == key.count || escaped,
+                   same(key, escaped: escaped, UnsafeBufferPointer(rebasing: keyBytes[table[k]..<(table[k] + table[k + 1])])) {
+                    matched |= together
                 }
             }
             if matched != 0 {
@@ -151,7 +160,8 @@ private struct RawPathScan {
         }
     }
 
-    /// Past the string whose opening quote is at `i`; whether it has escapes.
+    /// Past the string whose opening quote is at `i`; whether it has escapes. A byte loop:
+    /// keys and the values read are short.
     private mutating func string() -> Bool {
         let base = p.baseAddress!
         var j = i + 1, escaped = false
