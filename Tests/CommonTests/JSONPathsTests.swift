@@ -71,3 +71,42 @@ extension JSONPathsTests {
                        [.number("1"), .number("2")])
     }
 }
+
+extension JSONPathsTests {
+    /// Random records (seeded: the same every run) of nested objects, arrays and scalars,
+    /// keys from a small set so that paths often match: the scan finds what the tree walk finds.
+    func testAgreesWithTheTreeOnRandomRecords() throws {
+        var state: UInt64 = 17
+        func next() -> UInt64 {   // Knuth's MMIX LCG, high bits: seeded, the same every run
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return state >> 33
+        }
+        let keys = ["a", "b", "route", "name", "a\"b", "é", ""]
+        func value(_ depth: Int) -> JSON {
+            switch next() % (depth > 3 ? 4 : 7) {
+            case 0: return .number(String(Int(next() % 2000) - 1000))
+            case 1: return .string(keys[Int(next() % UInt64(keys.count))] + "\\}\n")
+            case 2: return [.null, .bool(true), .bool(false)][Int(next() % 3)]
+            case 3: return .number("-1.5e3")
+            case 4, 5: return .object(object(depth + 1))
+            default: return .array((0..<Int(next() % 3)).map { _ in value(depth + 1) })
+            }
+        }
+        func object(_ depth: Int) -> JSONObject {
+            var o = JSONObject()
+            for key in keys where next() % 3 == 0 { o[key] = value(depth) }
+            return o
+        }
+        var paths: [[String]] = []
+        for _ in 0..<20 {
+            paths.append((0...Int(next() % 3)).map { _ in keys[Int(next() % UInt64(keys.count))] })
+        }
+        let set = JSONPaths(paths)
+        for _ in 0..<300 {
+            let text = JSON.object(object(0)).text
+            let tree = try JSONReader.parse(text)
+            let expected = set.names.map { $0.reduce(tree as JSON?) { $0?.object?[$1] } }
+            XCTAssertEqual(try Record.parse(text).values(at: set), expected, text)
+        }
+    }
+}
