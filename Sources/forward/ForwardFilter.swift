@@ -43,7 +43,7 @@ final class ForwardFilter {
 
     func handle(_ record: inout Record) throws {
         guard !table.isEmpty,
-              let name = record.annotation(AnnotationKey.route)?["name"]?.string,
+              let name = record.routeName,
               let upstream = table.upstream(named: name) else { return }
         if record.header("upgrade") != nil {
             throw FilterError(status: 501, code: "upgrade_not_supported",

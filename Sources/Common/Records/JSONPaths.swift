@@ -224,3 +224,11 @@ private struct RawPathScan {
         return (try? JSONReader.parse(v)) ?? .null
     }
 }
+
+extension Record {
+    private static let routeNamePath = JSONPaths([["annotations", AnnotationKey.route, "name"]])
+
+    /// annotations.route.name, as `route` wrote it: read from the line's bytes without
+    /// parsing the route's params (most filters ask only which route a request is).
+    public var routeName: String? { values(at: Self.routeNamePath)[0]?.string }
+}
