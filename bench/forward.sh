@@ -55,16 +55,19 @@ http {
 EOF
 }
 
-setup_targets() {
+start_backend() {
     BACKEND=$(free_port)
     nginx_conf "$work/backend" "$BACKEND" 'location / { return 200 "ok\n"; }'
     start nginx -c "$work/backend/nginx.conf" -p "$work/backend"
     wait_port "$BACKEND"
-
     # The routes and upstreams of the forwarding targets: /api/* is forwarded to the backend.
     cp "$top/pipelines/routes" "$work/routes"
     echo '*   /api/*   api' >>"$work/routes"
     echo "api   http://127.0.0.1:$BACKEND" >"$work/upstreams"
+}
+
+setup_targets() {
+    start_backend
     export EDGEPIPE_ROUTES=$work/routes EDGEPIPE_UPSTREAMS=$work/upstreams
 
     SERVE=$(free_port)
@@ -213,13 +216,7 @@ EOF
 # log on (the defaults) and off.
 stages() {
     command -v valgrind >/dev/null || { echo "bench/forward.sh: stages needs valgrind" >&2; exit 1; }
-    BACKEND=$(free_port)
-    nginx_conf "$work/backend" "$BACKEND" 'location / { return 200 "ok\n"; }'
-    start nginx -c "$work/backend/nginx.conf" -p "$work/backend"
-    wait_port "$BACKEND"
-    cp "$top/pipelines/routes" "$work/routes"
-    echo '*   /api/*   api' >>"$work/routes"
-    echo "api   http://127.0.0.1:$BACKEND" >"$work/upstreams"
+    start_backend
     local pipeline=("http-decode" "route --table $work/routes" "verify-jwt" "forward --upstreams $work/upstreams"
                     "kv serve --route subscription" "http-encode")
     local n i st dir

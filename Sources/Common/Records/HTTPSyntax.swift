@@ -147,20 +147,30 @@ public enum HTTPSyntax {
         var out: [String] = []
         for var v in values {
             v.withUTF8 { p in
-                var i = 0
-                while true {
-                    var start = i, end = i
-                    while end < p.count && p[end] != UInt8(ascii: ",") { end += 1 }
-                    let next = end + 1
-                    while start < end && (p[start] == 0x20 || p[start] == 0x09) { start += 1 }
-                    while end > start && (p[end - 1] == 0x20 || p[end - 1] == 0x09) { end -= 1 }
-                    if start < end || keepEmpty { out.append(lowercased(UnsafeBufferPointer(rebasing: p[start..<end]))) }
-                    if next > p.count { break }
-                    i = next
+                forEachElement(p) { element in
+                    if !element.isEmpty || keepEmpty { out.append(lowercased(element)) }
+                    return true
                 }
             }
         }
         return out
+    }
+
+    /// Calls `body` with each comma-separated element of `p`, OWS trimmed, empty ones
+    /// included, until it returns false; returns whether it went to the end.
+    @discardableResult
+    static func forEachElement(_ p: UnsafeBufferPointer<UInt8>, _ body: (UnsafeBufferPointer<UInt8>) -> Bool) -> Bool {
+        var i = 0
+        while true {
+            var start = i, end = i
+            while end < p.count && p[end] != UInt8(ascii: ",") { end += 1 }
+            let next = end + 1
+            while start < end && (p[start] == 0x20 || p[start] == 0x09) { start += 1 }
+            while end > start && (p[end - 1] == 0x20 || p[end - 1] == 0x09) { end -= 1 }
+            if !body(UnsafeBufferPointer(rebasing: p[start..<end])) { return false }
+            if next > p.count { return true }
+            i = next
+        }
     }
 
     static func lowercased(_ bytes: UnsafeBufferPointer<UInt8>) -> String {
@@ -175,24 +185,17 @@ public enum HTTPSyntax {
     public static func contentLength(_ values: [String]) -> Result<Int, Problem> {
         var found: Int?
         for var v in values {
-            let failure: Problem? = v.withUTF8 { p in
-                var i = 0
-                while true {
-                    var start = i, end = i
-                    while end < p.count && p[end] != UInt8(ascii: ",") { end += 1 }
-                    let next = end + 1
-                    while start < end && (p[start] == 0x20 || p[start] == 0x09) { start += 1 }
-                    while end > start && (p[end - 1] == 0x20 || p[end - 1] == 0x09) { end -= 1 }
-                    guard start < end, p[start..<end].allSatisfy(isDigit) else { return Problem("malformed Content-Length") }
+            var failure: Problem?
+            v.withUTF8 { p in
+                forEachElement(p) { element in
+                    guard !element.isEmpty, element.allSatisfy(isDigit) else { failure = Problem("malformed Content-Length"); return false }
                     // Leading zeros are legal ("003" is 3), so compare values, not text.
-                    while start < end - 1 && p[start] == UInt8(ascii: "0") { start += 1 }
-                    if end - start > 15 { return .tooLong }
-                    var n = 0
-                    for d in p[start..<end] { n = n * 10 + Int(d - UInt8(ascii: "0")) }
-                    if let f = found, f != n { return Problem("conflicting Content-Length values") }
+                    let digits = element.drop(while: { $0 == UInt8(ascii: "0") })
+                    if digits.count > 15 { failure = .tooLong; return false }
+                    let n = digits.reduce(0) { $0 * 10 + Int($1 - UInt8(ascii: "0")) }
+                    if let f = found, f != n { failure = Problem("conflicting Content-Length values"); return false }
                     found = n
-                    if next > p.count { return nil }
-                    i = next
+                    return true
                 }
             }
             if let failure { return .failure(failure) }
