@@ -47,6 +47,8 @@ public struct ResponseWriter {
 
     /// Appends the bytes of one response; returns whether the connection closes after it.
     public mutating func write(_ input: Record, into out: inout [UInt8]) -> Bool {
+        Log.about = input
+        defer { Log.about = nil }
         written = nil   // an interim response is not logged or counted: its final one is
         if input.object["interim"]?.bool == true { return writeInterim(input, into: &out) }
         var record = Self.parsingReadFields(input)

@@ -65,6 +65,16 @@ public struct Record: Equatable, Sendable {
     /// The service-wide id http-decode gave the request (docs/protocol.md).
     public var requestID: String? { object["request_id"]?.string }
 
+    /// 1 to 128 characters from `A-Z a-z 0-9 - _ . : + / = @`: safe in a header, a log
+    /// line and a file name fragment (what http-decode accepts from a trusted proxy).
+    public static func isWellFormedRequestID(_ value: String) -> Bool {
+        let u = value.utf8
+        guard !u.isEmpty, u.count <= 128 else { return false }
+        return u.allSatisfy { b in
+            (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A) || "-_.:+/=@".utf8.contains(b)
+        }
+    }
+
     public var keepAlive: Bool {
         get { object["keep_alive"]?.bool ?? false }
         set { object["keep_alive"] = .bool(newValue) }
