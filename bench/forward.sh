@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench/forward.sh [wrk|idle|memory|all] [ROUNDS]: issue 16's forwarding benchmarks, as Markdown
+# bench/forward.sh [wrk|idle|memory|stages|all] [ROUNDS]: issue 16's forwarding benchmarks, as Markdown
 # on stdout. Run it on a quiet machine; results go to BENCHMARKS.md.
 #
 #   wrk     GET /api/x with a valid token, wrk at 1 and 16 keep-alive connections, through
@@ -12,6 +12,7 @@
 #             front        pipelines/front (nginx in front of read pipelines), forward
 #   idle    what an idle forward stage (an upstreams file with no upstream) costs per
 #           request: bench/lockstep.py on verify-jwt's real output, forward against cat
+#   stages  callgrind's instructions per forwarded request in each stage (exact; see stages())
 #   memory  a forward process's RSS before and after MEM_REQUESTS (default 100000) requests
 #           on one keep-alive connection through pipelines/serve
 #
@@ -54,16 +55,19 @@ http {
 EOF
 }
 
-setup_targets() {
+start_backend() {
     BACKEND=$(free_port)
     nginx_conf "$work/backend" "$BACKEND" 'location / { return 200 "ok\n"; }'
     start nginx -c "$work/backend/nginx.conf" -p "$work/backend"
     wait_port "$BACKEND"
-
     # The routes and upstreams of the forwarding targets: /api/* is forwarded to the backend.
     cp "$top/pipelines/routes" "$work/routes"
     echo '*   /api/*   api' >>"$work/routes"
     echo "api   http://127.0.0.1:$BACKEND" >"$work/upstreams"
+}
+
+setup_targets() {
+    start_backend
     export EDGEPIPE_ROUTES=$work/routes EDGEPIPE_UPSTREAMS=$work/upstreams
 
     SERVE=$(free_port)
@@ -142,7 +146,9 @@ wrk_rounds() {
                 base = p50[round, "backend"]; added = p50[round, "proxy_pass"] - base
                 line = "round " round ":"
                 for (t in names) if (t != "backend" && t != "proxy_pass") {
-                    if (added > 0) line = line sprintf(" %s %.1fx added p50,", t, (p50[round, t] - base) / added)
+                    line = line " " t
+                    if (added > 0) line = line sprintf(" %.1fx added p50,", (p50[round, t] - base) / added)
+                    else line = line " (proxy_pass added no p50 this round),"
                     if (rps[round, "proxy_pass"] > 0) line = line sprintf(" %.0f%% of proxy_pass req/s;", 100 * rps[round, t] / rps[round, "proxy_pass"])
                 }
                 print "- " line
@@ -204,10 +210,57 @@ print(f"- RSS of the connection's forward process: {before} KiB after 1,000 requ
 EOF
 }
 
+# stages: callgrind's instructions per forwarded request in each stage of the read pipeline
+# (exact, whatever the machine's load): N and 10N identical GET /api/x records through each
+# stage alone, the stage's input being what the stage before it wrote; metrics and the access
+# log on (the defaults) and off.
+stages() {
+    command -v valgrind >/dev/null || { echo "bench/forward.sh: stages needs valgrind" >&2; exit 1; }
+    start_backend
+    local pipeline=("http-decode" "route --table $work/routes" "verify-jwt" "forward --upstreams $work/upstreams"
+                    "kv serve --route subscription" "http-encode")
+    local n i st dir
+    for n in 200 2000; do
+        dir=$work/stages-$n
+        mkdir -p "$dir"
+        : >"$dir/0"
+        for _ in $(seq "$n"); do
+            printf 'GET /api/x HTTP/1.1\r\nHost: localhost:8080\r\nUser-Agent: wrk\r\nAccept: */*\r\nAuthorization: Bearer %s\r\n\r\n' "$TOKEN" >>"$dir/0"
+        done
+        i=0
+        for st in "${pipeline[@]}"; do
+            # shellcheck disable=SC2086
+            EDGEPIPE_LINGER_MS=0 "$BIN"/$st <"$dir/$i" >"$dir/$((i + 1))"
+            i=$((i + 1))
+        done
+    done
+    grep -q '^ok$' "$dir/$i" || { echo "bench/forward.sh: the forwarded request was not answered ok" >&2; exit 1; }
+    ir() { valgrind --tool=callgrind --callgrind-out-file=/dev/null "$@" 2>&1 >/dev/null | awk '/Collected/ {print $NF}'; }
+    echo "## Instructions per forwarded request, by stage (callgrind: (2000 records - 200 records) / 1800)"
+    echo
+    echo "| stage | metrics and access log on | off |"
+    echo "|---|---|---|"
+    local on off total_on=0 total_off=0
+    i=0
+    for st in "${pipeline[@]}"; do
+        # shellcheck disable=SC2086
+        on=$(( ($(EDGEPIPE_LINGER_MS=0 ir "$BIN"/$st <"$work/stages-2000/$i") - $(EDGEPIPE_LINGER_MS=0 ir "$BIN"/$st <"$work/stages-200/$i")) / 1800 ))
+        # shellcheck disable=SC2086
+        off=$(( ($(EDGEPIPE_METRICS=off EDGEPIPE_ACCESS_LOG=off EDGEPIPE_LINGER_MS=0 ir "$BIN"/$st <"$work/stages-2000/$i") -
+                 $(EDGEPIPE_METRICS=off EDGEPIPE_ACCESS_LOG=off EDGEPIPE_LINGER_MS=0 ir "$BIN"/$st <"$work/stages-200/$i")) / 1800 ))
+        echo "| ${st%% *} | $on | $off |"
+        total_on=$((total_on + on)) total_off=$((total_off + off))
+        i=$((i + 1))
+    done
+    echo "| all six | $total_on | $total_off |"
+    stop_last
+}
+
 case "$mode" in
     wrk) setup_targets; wrk_rounds ;;
+    stages) stages ;;
     idle) idle ;;
     memory) setup_targets; memory ;;
     all) setup_targets; wrk_rounds; echo; idle; echo; memory ;;
-    *) echo "usage: bench/forward.sh [wrk|idle|memory|all] [ROUNDS]" >&2; exit 2 ;;
+    *) echo "usage: bench/forward.sh [wrk|idle|memory|stages|all] [ROUNDS]" >&2; exit 2 ;;
 esac

@@ -154,7 +154,7 @@ struct ApplyWebhookFilter {
     var processor: WebhookProcessor
 
     func handle(_ record: inout Record) {
-        guard record.annotation(AnnotationKey.route)?["name"]?.string == routeName else { return }
+        guard record.routeName == routeName else { return }
         let response: WebhookProcessor.Response
         if record.hasCorruptBody {
             var o = Outcome(kind: .invalid)

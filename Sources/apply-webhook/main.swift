@@ -61,7 +61,7 @@ if let secretsProblem {
     if batch { Log.fatal(secretsProblem) }
     Log.error("\(secretsProblem); answering webhooks 503")
     FilterLoop.run { record in
-        guard record.annotation(AnnotationKey.route)?["name"]?.string == routeName else { return }
+        guard record.routeName == routeName else { return }
         throw FilterError(status: 503, code: "webhook_not_configured",
                           message: "the webhook signing secret is not configured")
     }

@@ -16,9 +16,20 @@ final class ForwardFilter {
     /// How long an address that refused or timed out a connect is tried last.
     static let downMillis = 5_000
 
-    private var idle: [String: UpstreamConnection] = [:]
-    private var downUntil: [String: Int] = [:]
-    private var turn: [String: Int] = [:]
+    /// What this process remembers of one upstream: whose turn it is, and per address its
+    /// idle connection and until when a failed connect puts it last. Found by the route
+    /// name once per request.
+    final class State {
+        var turn: Int
+        var idle: [UpstreamConnection?]
+        var downUntil: [Int]
+        init(turn: Int, addresses: Int) {
+            self.turn = turn
+            idle = Array(repeating: nil, count: addresses)
+            downUntil = Array(repeating: 0, count: addresses)
+        }
+    }
+    private var states: [String: State] = [:]
     private let start: Int
 
     init(table: UpstreamTable, trustForwardedProto: Bool, seed: Int = Int(getpid())) {
@@ -32,7 +43,7 @@ final class ForwardFilter {
 
     func handle(_ record: inout Record) throws {
         guard !table.isEmpty,
-              let name = record.annotation(AnnotationKey.route)?["name"]?.string,
+              let name = record.routeName,
               let upstream = table.upstream(named: name) else { return }
         if record.header("upgrade") != nil {
             throw FilterError(status: 501, code: "upgrade_not_supported",
@@ -41,18 +52,25 @@ final class ForwardFilter {
         record = forward(record, to: upstream)
     }
 
+    func state(_ upstream: Upstream) -> State {
+        if let s = states[upstream.name] { return s }
+        let s = State(turn: start, addresses: upstream.endpoints.count)
+        states[upstream.name] = s
+        return s
+    }
+
     /// The addresses in the order to try: this request's turn first, then the others;
     /// addresses that failed recently after all the rest.
     func order(_ upstream: Upstream, now: Int) -> [Int] {
+        let state = state(upstream)
         let n = upstream.endpoints.count
-        let t = turn[upstream.name] ?? start
-        turn[upstream.name] = t &+ 1
+        let t = state.turn
+        state.turn = t &+ 1
+        if n == 1 { return [0] }
         let rotated = (0..<n).map { (($0 + t) % n + n) % n }
-        let up = rotated.filter { (downUntil[key(upstream, $0)] ?? 0) <= now }
+        let up = rotated.filter { state.downUntil[$0] <= now }
         return up + rotated.filter { !up.contains($0) }
     }
-
-    private func key(_ upstream: Upstream, _ i: Int) -> String { "\(upstream.name) \(i)" }
 
     func forward(_ request: Record, to upstream: Upstream) -> Record {
         let began = Clock.monotonicMillis()
@@ -63,29 +81,30 @@ final class ForwardFilter {
         var failure = UpstreamError(.unavailable, "no address")
         var failedAt = upstream.endpoints[0]
         var sawTimeout = false
+        let state = state(upstream)
         for i in order(upstream, now: began) {
             let endpoint = upstream.endpoints[i]
-            let k = key(upstream, i)
             failedAt = endpoint
             let bytes: [UInt8]
             do { bytes = try rewrite.build(request, for: upstream, at: endpoint) } catch {
                 return request.errorResponse(status: error.status, error: error.code, message: error.message)
             }
-            var connection = idle.removeValue(forKey: k)
+            var connection = state.idle[i]
+            state.idle[i] = nil
             if let c = connection, c.isStale { connection = nil }
             let reused = connection != nil
             do throws(UpstreamError) {
                 let c: UpstreamConnection
-                if let connection { c = connection } else { c = try connect(upstream, i, deadline: deadline) }
+                if let connection { c = connection } else { c = try connect(upstream, i, of: state, deadline: deadline) }
                 do {
                     return finish(request, try c.exchange(bytes, headRequest: method == "HEAD", limits: limits, deadline: deadline),
-                                  on: c, key: k, upstream: upstream, began: began)
+                                  on: c, address: i, of: state, upstream: upstream, began: began)
                 } catch let e where reused && e.beforeResponse && e.kind == .unavailable && Self.idempotent.contains(method) {
                     // The upstream closed the kept-alive connection as the request went out:
                     // nothing was answered, and the method may be repeated. Once, fresh.
-                    let fresh = try connect(upstream, i, deadline: deadline)
+                    let fresh = try connect(upstream, i, of: state, deadline: deadline)
                     return finish(request, try fresh.exchange(bytes, headRequest: method == "HEAD", limits: limits, deadline: deadline),
-                                  on: fresh, key: k, upstream: upstream, began: began)
+                                  on: fresh, address: i, of: state, upstream: upstream, began: began)
                 }
             } catch {
                 let e = error
@@ -102,21 +121,21 @@ final class ForwardFilter {
         return errorRecord(request, failure, upstream: upstream, endpoint: failedAt, began: began)
     }
 
-    private func connect(_ upstream: Upstream, _ i: Int, deadline: Int) throws(UpstreamError) -> UpstreamConnection {
+    private func connect(_ upstream: Upstream, _ i: Int, of state: State, deadline: Int) throws(UpstreamError) -> UpstreamConnection {
         let now = Clock.monotonicMillis()
         do {
             return try UpstreamConnection.open(upstream.endpoints[i], caFile: upstream.caFile,
                                                deadline: min(deadline, now + upstream.connectTimeoutMillis))
         } catch {
-            downUntil[key(upstream, i)] = Clock.monotonicMillis() + Self.downMillis
+            state.downUntil[i] = Clock.monotonicMillis() + Self.downMillis
             throw error
         }
     }
 
-    private func finish(_ request: Record, _ response: ParsedResponse, on c: UpstreamConnection, key: String,
-                        upstream: Upstream, began: Int) -> Record {
-        downUntil[key] = nil
-        if response.reusable { idle[key] = c }
+    private func finish(_ request: Record, _ response: ParsedResponse, on c: UpstreamConnection, address i: Int,
+                        of state: State, upstream: Upstream, began: Int) -> Record {
+        state.downUntil[i] = 0
+        if response.reusable { state.idle[i] = c }
         return ResponseRecord.make(request, response, upstream: upstream, endpoint: c.endpoint,
                                    millis: Clock.monotonicMillis() - began)
     }

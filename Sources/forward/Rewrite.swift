@@ -1,32 +1,59 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
 import Records
 import Net
 
 // What crosses the gateway, in each direction: the request the upstream receives (made
 // from a request record) and the response record (made from what the upstream answered).
 
-enum HopByHop {
+/// The fields the gateway treats specially, by lower-case name: found by length, then one
+/// comparison, rather than a dozen String comparisons (each a runtime call for two
+/// different names) or a hashed look-up.
+enum FieldRole {
     /// RFC 9110 §7.6.1, and the fields that only ever mean something on one connection.
-    static func isHopByHop(_ name: String) -> Bool {
-        switch name {
-        case "connection", "keep-alive", "te", "trailer", "transfer-encoding", "upgrade",
-             "proxy-connection", "proxy-authorization":
-            return true
-        default:
-            return false
+    case hopByHop
+    /// Hop-by-hop, and it names more hop-by-hop fields.
+    case connection
+    /// Set by the gateway itself, whatever the client sent.
+    case replaced
+    case forwardedFor, forwardedProto, authorization
+
+    static func of(_ name: String) -> FieldRole? {
+        var name = name
+        return name.withUTF8 { n -> FieldRole? in
+            func is_(_ s: StaticString) -> Bool { memcmp(n.baseAddress!, s.utf8Start, n.count) == 0 }
+            switch n.count {
+            case 2: return is_("te") ? .hopByHop : nil
+            case 4: return is_("host") ? .replaced : nil
+            case 6: return is_("expect") ? .replaced : nil
+            case 7: return is_("trailer") || is_("upgrade") ? .hopByHop : nil
+            case 10: return is_("connection") ? .connection : is_("keep-alive") ? .hopByHop : nil
+            case 13: return is_("authorization") ? .authorization : nil
+            case 14: return is_("content-length") ? .replaced : nil
+            case 15: return is_("x-forwarded-for") ? .forwardedFor : nil
+            case 16: return is_("x-forwarded-host") ? .replaced : is_("proxy-connection") ? .hopByHop : nil
+            case 17: return is_("transfer-encoding") ? .hopByHop : is_("x-forwarded-proto") ? .forwardedProto : nil
+            case 19: return is_("proxy-authorization") ? .hopByHop : nil
+            default: return nil
+            }
         }
     }
+}
 
+enum HopByHop {
     /// The lower-cased field names a `Connection` header lists (also hop-by-hop).
     static func nominated(by headers: [Header]) -> [String] {
         var names: [String] = []
-        for h in headers where h.name == "connection" {
-            for part in h.value.split(separator: ",") {
-                let t = part.trimmingSpacesAndTabs()
-                if !t.isEmpty { names.append(t.lowercased()) }
-            }
+        for h in headers where FieldRole.of(h.name) == .connection {
+            names.append(contentsOf: listed(in: h.value))
         }
         return names
     }
+
+    static func listed(in value: String) -> [String] { HTTPSyntax.listElements([value]) }
 }
 
 struct UpstreamRequest {
@@ -49,20 +76,25 @@ struct UpstreamRequest {
         let body = record.body
         var out: [UInt8] = []
         out.reserveCapacity(256 + headers.count * 48 + body.count)
-        out.append(contentsOf: method.utf8)
+        // Each String appended as one copy of its bytes (appending a UTF8View is generic,
+        // byte by byte).
+        func add(_ s: String) { var s = s; s.withUTF8 { out.append(contentsOf: $0) } }
+        add(method)
         out.append(0x20)
-        out.append(contentsOf: upstream.upstreamPath(record.path).utf8)
+        add(upstream.upstreamPath(record.path))
         let query = record.query
         if !query.isEmpty {
             out.append(UInt8(ascii: "?"))
-            out.append(contentsOf: query.utf8)
+            add(query)
         }
-        out.append(contentsOf: " HTTP/1.1\r\n".utf8)
+        add(" HTTP/1.1\r\n")
         for h in headers {
-            out.append(contentsOf: h.name.utf8)
-            out.append(contentsOf: ": ".utf8)
-            out.append(contentsOf: h.value.utf8)
-            out.append(contentsOf: "\r\n".utf8)
+            add(h.name)
+            out.append(UInt8(ascii: ":"))
+            out.append(0x20)
+            add(h.value)
+            out.append(0x0D)
+            out.append(0x0A)
         }
         if !body.isEmpty || !Self.bodylessMethods.contains(method) {
             out.append(contentsOf: "content-length: \(body.count)\r\n".utf8)
@@ -75,35 +107,42 @@ struct UpstreamRequest {
     /// The header fields the upstream receives, `host` first.
     func forwardedHeaders(_ record: Record, for upstream: Upstream, at endpoint: UpstreamEndpoint) throws(FilterError) -> [Header] {
         let incoming = record.headers
+        let roles = incoming.map { FieldRole.of($0.name) }
         // verify-jwt writes annotations.auth only with the identity headers it injected;
         // without it, no x-authenticated-* field can be verify-jwt's.
         let verified = record.annotation(AnnotationKey.auth) != nil
         // A client must not make a proxy drop the gateway's own fields by naming them in
         // Connection (the identity headers, the forwarding headers set below).
-        let nominated = HopByHop.nominated(by: incoming).filter { !$0.hasPrefix("x-authenticated-") }
-        let clientHost = record.header("host")
+        var nominated: [String] = []
+        var clientHost: String?
+        for (h, role) in zip(incoming, roles) {
+            if role == .connection {
+                nominated.append(contentsOf: HopByHop.listed(in: h.value).filter { !$0.hasPrefix("x-authenticated-") })
+            } else if clientHost == nil && role == .replaced && h.name == "host" {
+                clientHost = h.value
+            }
+        }
         var out: [Header] = []
         out.reserveCapacity(incoming.count + 4)
         let host = upstream.host == .client ? (clientHost ?? endpoint.authority) : endpoint.authority
         out.append(Header("host", host))
         var forwardedFor: [String] = []
         var forwardedProto: String?
-        for h in incoming {
-            let name = h.name
-            if HopByHop.isHopByHop(name) || nominated.contains(name) { continue }
-            switch name {
-            case "host", "content-length", "expect", "x-forwarded-host":
+        for (h, role) in zip(incoming, roles) {
+            if !nominated.isEmpty && nominated.contains(h.name) { continue }
+            switch role {
+            case .hopByHop, .connection, .replaced:
                 continue
-            case "x-forwarded-for":
+            case .forwardedFor:
                 forwardedFor.append(h.value)
                 continue
-            case "x-forwarded-proto":
+            case .forwardedProto:
                 forwardedProto = h.value
                 continue
-            case "authorization":
+            case .authorization:
                 if Self.isBearer(h.value) { continue }
-            default:
-                if name.hasPrefix("x-authenticated-") && !verified { continue }
+            case nil:
+                if !verified && h.name.hasPrefix("x-authenticated-") { continue }
             }
             guard Self.isForwardable(h) else {
                 throw FilterError(status: 400, code: "bad_request", message: "a header field cannot be forwarded")
@@ -145,7 +184,12 @@ enum ResponseRecord {
         let nominated = HopByHop.nominated(by: response.headers)
         var headers: [Header] = []
         headers.reserveCapacity(response.headers.count)
-        for h in response.headers where !HopByHop.isHopByHop(h.name) && !nominated.contains(h.name) && h.name != "content-length" {
+        for h in response.headers {
+            switch FieldRole.of(h.name) {
+            case .hopByHop, .connection: continue
+            case .replaced where h.name == "content-length": continue
+            default: if !nominated.isEmpty && nominated.contains(h.name) { continue }
+            }
             headers.append(h)
         }
         var record = request.response(status: response.status, headers: headers, body: response.body)

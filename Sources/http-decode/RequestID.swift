@@ -45,13 +45,7 @@ public struct RequestIDs {
     /// An incoming X-Request-Id a trusted proxy may set: 1 to 128 characters from
     /// `A-Z a-z 0-9 - _ . : + / = @`, so it is safe in a header, a log line and a file name
     /// fragment. Anything else is replaced by a fresh id.
-    public static func isWellFormed(_ value: String) -> Bool {
-        let u = value.utf8
-        guard !u.isEmpty, u.count <= 128 else { return false }
-        return u.allSatisfy { b in
-            (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A) || "-_.:+/=@".utf8.contains(b)
-        }
-    }
+    public static func isWellFormed(_ value: String) -> Bool { Record.isWellFormedRequestID(value) }
 }
 
 /// When and how a request arrived, for the access log and the duration metric: stamped by

@@ -14,17 +14,32 @@ public struct ResponseObserver {
     public var log: AccessLog?
     public var logQuery = false
     public let metrics: Metrics?
+    /// The series this observer updates, addressed once.
+    private let series: Series?
     /// Name-table indexes already looked up: a pipeline sees few routes, many times.
-    private var routeIndex: [String: Int] = [:]
-    private var upstreamIndex: [String: Int] = [:]
-    private let now: () -> (wallMillis: Int, monoMicros: Int)
+    private var routeIndex = NameIndexCache()
+    private var upstreamIndex = NameIndexCache()
+    /// nil: the clocks themselves, the wall clock only when a line is logged.
+    private let now: (() -> (wallMillis: Int, monoMicros: Int))?
 
     public init(log: AccessLog?, logQuery: Bool = false, metrics: Metrics? = Metrics.shared,
-                now: @escaping () -> (wallMillis: Int, monoMicros: Int) = { (Clock.nowMillis(), Clock.monotonicMicros()) }) {
+                now: (() -> (wallMillis: Int, monoMicros: Int))? = nil) {
         self.log = log
         self.logQuery = logQuery
         self.metrics = metrics
         self.now = now
+        series = metrics.map { Series($0.layout) }
+    }
+
+    private struct Series {
+        let requests, requestDuration, tokenRefusals, upstreamRequests, upstreamDuration: MetricSeries
+        init(_ layout: MetricsLayout) {
+            requests = layout.requests.series
+            requestDuration = layout.requestDuration.series
+            tokenRefusals = layout.tokenRefusals.series
+            upstreamRequests = layout.upstreamRequests.series
+            upstreamDuration = layout.upstreamDuration.series
+        }
     }
 
     /// The facts of one response, as the access log and the metrics see them.
@@ -44,50 +59,62 @@ public struct ResponseObserver {
     }
 
     public mutating func responded(_ record: Record, bytesOut: Int) {
-        if log == nil && metrics == nil { return }
-        let (wall, mono) = now()
-        let access = record["access"]?.object
+        let logging = log.map { $0.destination != .off } ?? false
+        if metrics == nil && !logging { return }
+        let (wall, mono) = now?() ?? (logging ? Clock.nowMillis() : 0, Clock.monotonicMicros())
+        // The access object is parsed only for the log line, which reads most of it.
+        let access = logging ? record["access"]?.object : nil
         let facts = Self.facts(record, access: access, monoNow: mono)
-        if let metrics { count(facts, metrics) }
-        if let log, log.destination != .off {
+        if let metrics, let series { count(facts, metrics, series) }
+        if logging, let log {
             log.write(line(record, facts, access: access, bytesOut: bytesOut, wallMillis: wall))
         }
     }
 
+    /// What `facts` reads from the record's bytes, building only these values: for the
+    /// metrics, one scan of `annotations` and one of `access`; for a log line (whose
+    /// caller has parsed `access`), the annotations and the uid.
+    private static let countedPaths = JSONPaths([
+        ["annotations", AnnotationKey.route, "name"], ["annotations", AnnotationKey.auth, "refused"],
+        ["annotations", "upstream", "name"], ["annotations", "upstream", "status"], ["annotations", "upstream", "ms"],
+        ["access", "received_us"],
+    ])
+    private static let loggedPaths = JSONPaths(countedPaths.names.dropLast() + [["annotations", AnnotationKey.auth, "uid"]])
+
+    /// `access`: the record's access object when the caller has parsed it for a log line
+    /// (the uid is read then, for that line), else nil (received_us is read from the bytes).
     static func facts(_ record: Record, access: JSONObject?, monoNow: Int) -> Facts {
         var f = Facts(status: record.status ?? 0)
-        if let received = access?["received_us"]?.int { f.durationMicros = max(monoNow - received, 0) }
-        // One parse of the annotations for the three read here (three lookups in the raw
-        // bytes cost more).
-        guard let notes = record["annotations"]?.object else { return f }
-        f.route = notes[AnnotationKey.route]?["name"]?.string
-        if let auth = notes[AnnotationKey.auth] {
-            f.uid = auth["uid"]?.string
-            f.refusal = auth["refused"]?.string
+        var received = access?["received_us"]?.int
+        var upstreamName: String?, upstreamStatus: Int?, upstreamMs: String?
+        let logged = access != nil
+        record.forEachValue(at: logged ? loggedPaths : countedPaths) { i, value in
+            switch i {
+            case 0: f.route = value.string
+            case 1: f.refusal = value.string
+            case 2: upstreamName = value.string
+            case 3: upstreamStatus = value.int
+            case 4: if case .number(let text) = value { upstreamMs = text }
+            default: if logged { f.uid = value.string } else { received = value.int }
+            }
         }
-        if let up = notes["upstream"], let name = up["name"]?.string {
-            var ms: String?
-            if case .number(let text)? = up["ms"] { ms = text }
-            f.upstream = (name, up["status"]?.int, ms)
-        }
+        if let received { f.durationMicros = max(monoNow - received, 0) }
+        if let upstreamName { f.upstream = (upstreamName, upstreamStatus, upstreamMs) }
         return f
     }
 
-    private mutating func count(_ f: Facts, _ m: Metrics) {
+    private mutating func count(_ f: Facts, _ m: Metrics, _ s: Series) {
         let layout = m.layout
-        let route = f.route ?? "none"
-        let r: Int
-        if let known = routeIndex[route] { r = known } else { r = m.nameIndex(layout.routes, route); routeIndex[route] = r }
-        m.add(layout.requests, r, MetricsLayout.statusIndex(f.status))
-        if let d = f.durationMicros { m.observe(layout.requestDuration, r, micros: Int64(d)) }
+        let r = routeIndex.index(of: f.route ?? "none") { m.nameIndex(layout.routes, $0) }
+        m.add(slot: s.requests.slot(r, MetricsLayout.statusIndex(f.status)))
+        if let d = f.durationMicros { m.observe(series: s.requestDuration.slot(r), micros: Int64(d)) }
         if let reason = f.refusal {
-            m.add(layout.tokenRefusals, MetricsLayout.refusalReasons.firstIndex(of: reason) ?? MetricsLayout.refusalReasons.count - 1)
+            m.add(slot: s.tokenRefusals.slot(MetricsLayout.refusalReasons.firstIndex(of: reason) ?? MetricsLayout.refusalReasons.count - 1))
         }
         if let up = f.upstream {
-            let u: Int
-            if let known = upstreamIndex[up.name] { u = known } else { u = m.nameIndex(layout.upstreams, up.name); upstreamIndex[up.name] = u }
-            m.add(layout.upstreamRequests, u, MetricsLayout.statusIndex(up.status ?? 502))
-            if let ms = up.ms.flatMap(Double.init) { m.observe(layout.upstreamDuration, u, micros: Int64(ms * 1000)) }
+            let u = upstreamIndex.index(of: up.name) { m.nameIndex(layout.upstreams, $0) }
+            m.add(slot: s.upstreamRequests.slot(u, MetricsLayout.statusIndex(up.status ?? 502)))
+            if let ms = up.ms.flatMap(Double.init) { m.observe(series: s.upstreamDuration.slot(u), micros: Int64(ms * 1000)) }
         }
     }
 
@@ -151,6 +178,19 @@ public struct ResponseObserver {
         let ms = millis - second * 1000
         return stampPrefix + [UInt8(ascii: "0") + UInt8(ms / 100), UInt8(ascii: "0") + UInt8(ms / 10 % 10),
                               UInt8(ascii: "0") + UInt8(ms % 10), UInt8(ascii: "Z")]
+    }
+}
+
+/// Names already given an index in a metrics name table. A pipeline sees a few routes and
+/// upstreams, over and over: a short list compared newest first, no hashing per request.
+struct NameIndexCache {
+    private var known: [(name: String, index: Int)] = []
+
+    mutating func index(of name: String, _ lookUp: (String) -> Int) -> Int {
+        if let hit = known.last(where: { $0.name == name }) { return hit.index }
+        let i = lookUp(name)
+        known.append((name, i))
+        return i
     }
 }
 

@@ -47,6 +47,8 @@ public struct ResponseWriter {
 
     /// Appends the bytes of one response; returns whether the connection closes after it.
     public mutating func write(_ input: Record, into out: inout [UInt8]) -> Bool {
+        Log.about = input
+        defer { Log.about = nil }
         written = nil   // an interim response is not logged or counted: its final one is
         if input.object["interim"]?.bool == true { return writeInterim(input, into: &out) }
         var record = Self.parsingReadFields(input)
@@ -54,7 +56,7 @@ public struct ResponseWriter {
             // Nobody answered: every request gets a response, or pipelining would shift
             // every later answer onto the wrong request.
             // The route names the missing stage, e.g. a webhook sent to read pipelines.
-            let route = record.annotation(AnnotationKey.route)?["name"]?.string
+            let route = record.routeName
             Log.error("no filter answered request \(record.id ?? "?")" + (route.map { " (route \($0))" } ?? ""))
             let message = route.map { "no filter of this pipeline answers route \($0)" } ?? "no filter answered the request"
             record = record.errorResponse(status: 502, error: "no_response", message: message)

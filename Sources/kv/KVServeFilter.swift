@@ -19,7 +19,7 @@ struct KVServeFilter {
     private static let noStore = Header("cache-control", "no-store")
 
     func handle(_ record: inout Record) {
-        guard record.annotation(AnnotationKey.route)?["name"]?.string == route else { return }
+        guard record.routeName == route else { return }
         guard record.method == "GET" || record.method == "HEAD" else {
             record = record.errorResponse(status: 405, error: "method_not_allowed",
                                           message: "\(route) answers GET and HEAD only",

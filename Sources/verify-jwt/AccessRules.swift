@@ -59,17 +59,16 @@ struct AccessRules {
     var routes: [String: RouteRules] = [:]
 
     func isOptional(_ record: Record) -> Bool {
-        guard !routes.isEmpty, let name = Self.routeName(record) else { return false }
+        guard !routes.isEmpty, let name = record.routeName else { return false }
         return routes[name]?.optional ?? false
     }
 
     /// The first requirement of the record's route that these claims fail, else nil.
     func unmet(_ record: Record, _ claims: JSONObject) -> Requirement? {
-        guard !routes.isEmpty, let name = Self.routeName(record), let rules = routes[name] else { return nil }
+        guard !routes.isEmpty, let name = record.routeName, let rules = routes[name] else { return nil }
         return rules.requirements.first { !$0.holds(claims) }
     }
 
-    static func routeName(_ record: Record) -> String? { record.annotation(AnnotationKey.route)?["name"]?.string }
 
     // MARK: The file
 

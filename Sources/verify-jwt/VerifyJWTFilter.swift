@@ -57,7 +57,7 @@ final class VerifyJWTFilter {
 
     func handle(_ record: inout Record) {
         // The auth route always wants a token, whatever public prefix covers its path.
-        let routeName = settings.authRoute != nil || !settings.publicRoutes.isEmpty ? Self.routeName(record) : nil
+        let routeName = settings.authRoute != nil || !settings.publicRoutes.isEmpty ? record.routeName : nil
         let authRoute = routeName != nil && routeName == settings.authRoute
         let publicRoute = !authRoute && isPublic(record, routeName: routeName)
         if !publicRoute, let raw = record.rawHeaders(), handleRaw(&record, raw, authRoute: authRoute) { return }
@@ -319,14 +319,6 @@ final class VerifyJWTFilter {
         if let challenge { headers.insert(Header("www-authenticate", challenge), at: 0) }
         record.setAnnotation(AnnotationKey.auth, .object(JSONObject([("refused", .string(refused))])))
         record = record.errorResponse(status: status, error: code, message: reason, headers: headers)
-    }
-
-    /// annotations.route.name, as `route` wrote it.
-    static func routeName(_ record: Record) -> String? {
-        guard case .object(let route)? = record.annotation(AnnotationKey.route), case .string(let name)? = route["name"] else {
-            return nil
-        }
-        return name
     }
 
     func isPublic(_ record: Record, routeName: String?) -> Bool {

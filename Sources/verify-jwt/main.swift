@@ -30,7 +30,7 @@ let readiness = Readiness(settings: readySettings,
 let operations = Operations(settings: operationsSettings, readiness: readiness)
 let limits = options.value("--limits").flatMap { LimitSetup.inProcess(path: $0, stage: .uid) }
 FilterLoop.run { record in
-    if operations.handle(&record, route: record.annotation(AnnotationKey.route)?["name"]?.string) { return }
+    if operations.handle(&record, route: record.routeName) { return }
     gate.handle(&record)
     if let limits, !record.isResponse { limits.handle(&record) }
 }

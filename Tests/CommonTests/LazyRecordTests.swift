@@ -122,11 +122,26 @@ final class LazyRecordTests: XCTestCase {
         }
     }
 
+    func testHeadersSetFromAListAreWrittenAsTheWriterWouldWriteThem() throws {
+        let headers = [Header("a", "1"), Header("b", "x\"y\u{1}"), Header("a", "é")]
+        var set = try Record.parse(#"{"id":"1","headers":[["old","x"]]}"#)
+        set.headers = headers
+        var built = try Record.parse(#"{"id":"1"}"#)
+        built.object["headers"] = .array(headers.map { .array([.string($0.name), .string($0.value)]) })
+        XCTAssertEqual(set.serialized(), built.serialized())
+        XCTAssertEqual(set, built)
+        XCTAssertEqual(set.headers, headers)
+        XCTAssertEqual(set.headerValues("a"), ["1", "é"])
+        set.headers = []
+        XCTAssertEqual(set.text, #"{"id":"1","headers":[]}"#)
+    }
+
     func testHeaderLookupsWithoutParsingMatchParsedHeaders() throws {
         let text = #"{"headers":[["a","1"],["b","x\"y"],["a","2"],["c","é"]]}"#
         let raw = try Record.parse(text)
         var parsed = raw
-        parsed.headers = raw.headers   // now held parsed
+        parsed.object["headers"] = raw.object["headers"]   // now held parsed
+        XCTAssertEqual(raw.headers, parsed.headers)
         for name in ["a", "b", "c", "missing"] {
             XCTAssertEqual(raw.header(name), parsed.header(name), name)
             XCTAssertEqual(raw.headerValues(name), parsed.headerValues(name), name)

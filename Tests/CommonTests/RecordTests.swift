@@ -130,4 +130,26 @@ final class HeaderConsistencyTests: XCTestCase {
         XCTAssertEqual(r.header("a"), "b")
         XCTAssertEqual(r.headerValues("a"), ["b"])
     }
+
+    func testListElementsAreTrimmedAndLowerCasedInASCII() {
+        XCTAssertEqual(HTTPSyntax.listElements(["Keep-Alive", " close ,\tUpgrade"]), ["keep-alive", "close", "upgrade"])
+        XCTAssertEqual(HTTPSyntax.listElements(["a,,b", ""]), ["a", "b"])
+        XCTAssertEqual(HTTPSyntax.listElements(["a,,b", "", "c,"], keepEmpty: true), ["a", "", "b", "", "c", ""])
+        // Tokens are ASCII: a Kelvin sign is not a K.
+        XCTAssertEqual(HTTPSyntax.listElements(["\u{212A}eep-alive", "CHUNKED\u{e9}"]), ["\u{212A}eep-alive", "chunked\u{e9}"])
+    }
+
+    func testContentLengthIsOneDecimalValueHoweverOftenRepeated() {
+        XCTAssertEqual(HTTPSyntax.contentLength(["5"]), .success(5))
+        XCTAssertEqual(HTTPSyntax.contentLength(["005", " 5 ,5", "5"]), .success(5))
+        XCTAssertEqual(HTTPSyntax.contentLength(["000"]), .success(0))
+        XCTAssertEqual(HTTPSyntax.contentLength([]), .success(0))
+        XCTAssertEqual(HTTPSyntax.contentLength(["999999999999999"]), .success(999_999_999_999_999))
+        XCTAssertEqual(HTTPSyntax.contentLength(["0001000000000000000"]), .failure(.tooLong))
+        XCTAssertEqual(HTTPSyntax.contentLength(["5", "6"]), .failure(HTTPSyntax.Problem("conflicting Content-Length values")))
+        for bad in ["", "-5", "+5", "5,", ",5", "5 5", "0x10", "\u{0665}"] {
+            XCTAssertEqual(HTTPSyntax.contentLength([bad]), .failure(HTTPSyntax.Problem("malformed Content-Length")), bad)
+        }
+        XCTAssertEqual(HTTPSyntax.contentLength(["5\t,\t5"]), .success(5))
+    }
 }

@@ -124,4 +124,19 @@ final class RewriteTests: XCTestCase {
         XCTAssertEqual(note["ms"]?.int, 3)
         XCTAssertNotNil(out.annotation("route"), "earlier annotations are kept")
     }
+
+    func testEverySpecialFieldIsKnownByItsExactLowerCaseName() {
+        let roles: [String: FieldRole] = [
+            "connection": .connection, "keep-alive": .hopByHop, "te": .hopByHop, "trailer": .hopByHop,
+            "transfer-encoding": .hopByHop, "upgrade": .hopByHop, "proxy-connection": .hopByHop,
+            "proxy-authorization": .hopByHop, "host": .replaced, "content-length": .replaced,
+            "expect": .replaced, "x-forwarded-host": .replaced, "x-forwarded-for": .forwardedFor,
+            "x-forwarded-proto": .forwardedProto, "authorization": .authorization,
+        ]
+        for (name, role) in roles { XCTAssertEqual(FieldRole.of(name), role, name) }
+        for name in ["", "t", "tf", "hosts", "connectioN", "keep_alive", "x-forwarded-fox", "x-authenticated-uid",
+                     "content-type", "proxy-authorisation", "transfer-encodinG", "é"] {
+            XCTAssertNil(FieldRole.of(name), name)
+        }
+    }
 }

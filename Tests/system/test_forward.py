@@ -492,6 +492,16 @@ def test_a_dead_backend_is_502_json(tmp_path, cleanup):
     assert time.monotonic() - t0 < 3
 
 
+def test_the_log_line_about_a_failed_request_ends_with_its_request_id(tmp_path, cleanup):
+    port = free_port()   # nothing listens there
+    gw = gateway(tmp_path, cleanup, f"api http://127.0.0.1:{port}\n")
+    status, resp, _ = gw.call("GET", "/api/x")
+    rid = resp.getheader("x-request-id")
+    assert status == 502 and rid
+    lines = [l for l in gw.log().splitlines() if l.startswith("forward: ")]
+    assert lines and all(l.endswith(f" request_id={rid}") for l in lines), gw.log()
+
+
 def test_a_connect_timeout_is_504(tmp_path, cleanup):
     # A listener whose accept queue is full: Linux drops the SYN, so the connect hangs.
     lst = socket.socket()

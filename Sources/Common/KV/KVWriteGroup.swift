@@ -29,8 +29,7 @@ public func writeGroup(over store: any KVStore, publishLast: [String] = []) -> a
     // Grouped writes go to the directory itself: counted as one "batch" per group.
     if let directory = (store as? MeteredStore)?.inner as? DirectoryStore ?? store as? DirectoryStore {
         if let metered = store as? MeteredStore {
-            metered.metrics.add(metered.metrics.layout.storeOperations, metered.backend,
-                                MetricsLayout.storeOperations.firstIndex(of: "batch") ?? 0)
+            metered.metrics.add(slot: metered.slots.batch)
         }
         return DirectoryWriteGroup(directory, publishLast: publishLast)
     }

@@ -54,7 +54,7 @@ public final class LimitFilter {
 
     public func handle(_ record: inout Record) {
         guard !rules.isEmpty else { return }
-        let route = record.annotation(AnnotationKey.route)?["name"]?.string
+        let route = record.routeName
         var t: Int64 = 0
         for rule in rules where rule.applies(to: route) {
             guard let key = Self.key(rule.key, of: record) else { continue }

@@ -83,6 +83,8 @@ public struct FilterLoop {
             return
         }
         let original = record
+        Log.about = original
+        defer { Log.about = nil }
         do {
             try handle(&record)
         } catch let e as FilterError {

@@ -90,17 +90,20 @@ public enum HTTPSyntax {
     public static func parseField(_ line: UnsafeBufferPointer<UInt8>) -> Result<Header, Problem> {
         if line[0] == 0x20 || line[0] == 0x09 { return .failure(Problem("obs-fold (line starting with whitespace) in header section")) }
         var colon = 0
-        var name: [UInt8] = []
-        name.reserveCapacity(24)
+        var upper = false
         while colon < line.count && line[colon] != UInt8(ascii: ":") {
             let c = line[colon]
             if c == 0x20 || c == 0x09 { return .failure(Problem("whitespace in or after a header name")) }
             guard ASCII.isToken(c) else { return .failure(Problem("invalid character in header name")) }
-            name.append(lower(c))
+            if c >= 0x41 && c <= 0x5A { upper = true }
             colon += 1
         }
         guard colon < line.count else { return .failure(Problem("header line without a colon")) }
         guard colon > 0 else { return .failure(Problem("empty header name")) }
+        // Lower-cased on the stack: no heap buffer per field (a name of 15 bytes or fewer
+        // becomes a String without one either).
+        let name = upper ? lowercased(UnsafeBufferPointer(rebasing: line[..<colon]))
+                         : String(decoding: UnsafeBufferPointer(rebasing: line[..<colon]), as: UTF8.self)
         var start = colon + 1, end = line.count
         var highBit = false
         var i = start
@@ -133,35 +136,69 @@ public enum HTTPSyntax {
         } else {
             value = String(decoding: bytes, as: UTF8.self)
         }
-        return .success(Header(String(decoding: name, as: UTF8.self), value))
+        return .success(Header(name, value))
     }
 
-    /// Comma-separated list elements, trimmed and lower-cased.
+    /// Comma-separated list elements, trimmed and lower-cased (ASCII letters only: list
+    /// elements are tokens, compared case-insensitively in ASCII). On bytes: every response
+    /// and most requests carry a Connection header, and Character-wise splitting and
+    /// Unicode lower-casing cost thousands of instructions for one word.
     public static func listElements(_ values: [String], keepEmpty: Bool = false) -> [String] {
         var out: [String] = []
-        for v in values {
-            for part in v.split(separator: ",", omittingEmptySubsequences: false) {
-                let t = part.trimmingSpacesAndTabs().lowercased()
-                if !t.isEmpty || keepEmpty { out.append(t) }
+        for var v in values {
+            v.withUTF8 { p in
+                forEachElement(p) { element in
+                    if !element.isEmpty || keepEmpty { out.append(lowercased(element)) }
+                    return true
+                }
             }
         }
         return out
     }
 
+    /// Calls `body` with each comma-separated element of `p`, OWS trimmed, empty ones
+    /// included, until it returns false; returns whether it went to the end.
+    @discardableResult
+    static func forEachElement(_ p: UnsafeBufferPointer<UInt8>, _ body: (UnsafeBufferPointer<UInt8>) -> Bool) -> Bool {
+        var i = 0
+        while true {
+            var start = i, end = i
+            while end < p.count && p[end] != UInt8(ascii: ",") { end += 1 }
+            let next = end + 1
+            while start < end && (p[start] == 0x20 || p[start] == 0x09) { start += 1 }
+            while end > start && (p[end - 1] == 0x20 || p[end - 1] == 0x09) { end -= 1 }
+            if !body(UnsafeBufferPointer(rebasing: p[start..<end])) { return false }
+            if next > p.count { return true }
+            i = next
+        }
+    }
+
+    static func lowercased(_ bytes: UnsafeBufferPointer<UInt8>) -> String {
+        guard bytes.contains(where: { $0 >= 0x41 && $0 <= 0x5A }) else { return String(decoding: bytes, as: UTF8.self) }
+        return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: bytes.count) { lowered in
+            for (i, c) in bytes.enumerated() { lowered[i] = lower(c) }
+            return String(decoding: UnsafeBufferPointer(lowered), as: UTF8.self)
+        }
+    }
+
     /// 1*DIGIT per element; repeated values (in one field or several) must all agree.
     public static func contentLength(_ values: [String]) -> Result<Int, Problem> {
         var found: Int?
-        for v in values {
-            for part in v.split(separator: ",", omittingEmptySubsequences: false) {
-                let t = part.trimmingSpacesAndTabs()
-                guard !t.isEmpty, t.utf8.allSatisfy(isDigit) else { return .failure(Problem("malformed Content-Length")) }
-                // Leading zeros are legal ("003" is 3), so compare values, not text.
-                let digits = t.drop(while: { $0 == "0" })
-                if digits.utf8.count > 15 { return .failure(.tooLong) }
-                let n = Int(digits) ?? 0
-                if let f = found, f != n { return .failure(Problem("conflicting Content-Length values")) }
-                found = n
+        for var v in values {
+            var failure: Problem?
+            v.withUTF8 { p in
+                forEachElement(p) { element in
+                    guard !element.isEmpty, element.allSatisfy(isDigit) else { failure = Problem("malformed Content-Length"); return false }
+                    // Leading zeros are legal ("003" is 3), so compare values, not text.
+                    let digits = element.drop(while: { $0 == UInt8(ascii: "0") })
+                    if digits.count > 15 { failure = .tooLong; return false }
+                    let n = digits.reduce(0) { $0 * 10 + Int($1 - UInt8(ascii: "0")) }
+                    if let f = found, f != n { failure = Problem("conflicting Content-Length values"); return false }
+                    found = n
+                    return true
+                }
             }
+            if let failure { return .failure(failure) }
         }
         return .success(found ?? 0)
     }

@@ -157,11 +157,18 @@ public enum FileOutput {
 /// Diagnostics go to stderr, one line each, prefixed with the program's name.
 public enum Log {
     nonisolated(unsafe) public static var program = "edgepipe"
+    /// The record being handled: a line logged meanwhile ends with its request id, which
+    /// ties it to the access log and the audit trail. Read only when a line is written, so
+    /// handling a record costs one assignment.
+    nonisolated(unsafe) public static var about: Record?
 
     public static func error(_ message: String) {
         var line = Array("\(program): ".utf8)
         // A newline in a message must not forge a second log line.
         for b in message.utf8 { line.append(b == 0x0A || b == 0x0D ? UInt8(ascii: " ") : b) }
+        if let id = about?.requestID, Record.isWellFormedRequestID(id) {
+            line.append(contentsOf: " request_id=\(id)".utf8)
+        }
         line.append(0x0A)
         FileOutput.writeAll(2, line)
     }

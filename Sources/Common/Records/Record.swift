@@ -65,6 +65,16 @@ public struct Record: Equatable, Sendable {
     /// The service-wide id http-decode gave the request (docs/protocol.md).
     public var requestID: String? { object["request_id"]?.string }
 
+    /// 1 to 128 characters from `A-Z a-z 0-9 - _ . : + / = @`: safe in a header, a log
+    /// line and a file name fragment (what http-decode accepts from a trusted proxy).
+    public static func isWellFormedRequestID(_ value: String) -> Bool {
+        let u = value.utf8
+        guard !u.isEmpty, u.count <= 128 else { return false }
+        return u.allSatisfy { b in
+            (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A) || "-_.:+/=@".utf8.contains(b)
+        }
+    }
+
     public var keepAlive: Bool {
         get { object["keep_alive"]?.bool ?? false }
         set { object["keep_alive"] = .bool(newValue) }
@@ -78,6 +88,7 @@ public struct Record: Equatable, Sendable {
 
     public var headers: [Header] {
         get {
+            if let list = rawHeaderList() { return list }
             guard let list = object["headers"]?.array else { return [] }
             var out: [Header] = []
             out.reserveCapacity(list.count)
@@ -88,8 +99,33 @@ public struct Record: Equatable, Sendable {
             }
             return out
         }
-        set {
-            object["headers"] = .array(newValue.map { .array([.string($0.name), .string($0.value)]) })
+        set { setRawHeaders(newValue) }
+    }
+
+    /// The list read from the line's bytes, without building it as JSON first; nil when
+    /// the headers are parsed already or are not plain string pairs.
+    private func rawHeaderList() -> [Header]? {
+        let scanned = object.withRawBytes(of: "headers") { (p: UnsafeBufferPointer<UInt8>) -> [Header]? in
+            var out: [Header] = []
+            out.reserveCapacity(8)
+            var undecodable = false
+            let wellFormed = RawHeaderList.forEachPair(p) { _, name, value, valueEscaped in
+                let n = String(decoding: UnsafeBufferPointer(rebasing: p[name]), as: UTF8.self)
+                if valueEscaped {
+                    let literal = UnsafeBufferPointer(rebasing: p[(value.lowerBound - 1)...value.upperBound])
+                    guard let v = (try? JSONReader.parse(literal))?.string else { undecodable = true; return false }
+                    out.append(Header(n, v))
+                } else {
+                    out.append(Header(n, String(decoding: UnsafeBufferPointer(rebasing: p[value]), as: UTF8.self)))
+                }
+                return true
+            }
+            return wellFormed && !undecodable ? out : nil
+        }
+        switch scanned {
+        case .none: return []                       // no headers member
+        case .some(.none): return nil               // parsed already
+        case .some(.some(let list)): return list    // nil: not plain pairs
         }
     }
 
@@ -317,7 +353,21 @@ extension Record {
                 out.append(UnsafeBufferPointer(rebasing: p[pair.whole]))
             }
         }
-        for header in added {
+        Self.append(added, to: &out)
+        setRawHeaders(closing: out)
+    }
+
+    /// Sets the headers as the writer's own bytes: a response made here (forward, kv) is
+    /// written out as one copy, not built as a JSON tree and then escaped.
+    mutating func setRawHeaders(_ headers: [Header]) {
+        var out = JSONOutput(capacity: 64 * headers.count + 2)
+        out.append(UInt8(ascii: "["))
+        Self.append(headers, to: &out)
+        setRawHeaders(closing: out)
+    }
+
+    private static func append(_ headers: [Header], to out: inout JSONOutput) {
+        for header in headers {
             if out.count > 1 { out.append(UInt8(ascii: ",")) }
             out.append(UInt8(ascii: "["))
             JSON.writeString(header.name, into: &out)
@@ -325,6 +375,10 @@ extension Record {
             JSON.writeString(header.value, into: &out)
             out.append(UInt8(ascii: "]"))
         }
+    }
+
+    /// `out` holds "[" and the pairs: closes the list and makes it the headers member.
+    private mutating func setRawHeaders(closing out: consuming JSONOutput) {
         out.append(UInt8(ascii: "]"))
         let bytes = out.array
         let member = JSONObject.Member("headers", raw: JSONRaw(bytes, 0, bytes.count))

@@ -51,15 +51,42 @@ public struct MetricFamily: Sendable {
     public let help: String
     public let type: MetricType
     public let labels: [MetricLabel]
-    var base = 0
+    var base: Int {
+        get { series.base }
+        set { series.base = newValue }
+    }
+
+    /// The series' addresses, from the labels' cardinalities (1 for a label it lacks).
+    public internal(set) var series: MetricSeries
 
     init(_ name: String, _ type: MetricType, _ help: String, _ labels: [MetricLabel] = []) {
         self.name = name; self.type = type; self.help = help; self.labels = labels
+        precondition(labels.count <= 2, "families have at most two labels")
+        series = MetricSeries(first: labels.first?.cardinality ?? 1, second: labels.count > 1 ? labels[1].cardinality : 1,
+                              stride: type == .histogram ? Histogram.slotsPerSeries : 1)
     }
 
     var seriesCount: Int { labels.reduce(1) { $0 * $1.cardinality } }
-    var slotsPerSeries: Int { type == .histogram ? Histogram.slotsPerSeries : 1 }
+    var slotsPerSeries: Int { series.stride }
     var slotCount: Int { seriesCount * slotsPerSeries }
+}
+
+/// Where a family's series live: a value copied out of the layout once (at start), so that
+/// an update is integer arithmetic and one atomic add, with no family (names, help, label
+/// lists) passed around per request.
+public struct MetricSeries: Sendable {
+    public internal(set) var base = 0
+    let first: Int
+    let second: Int
+    let stride: Int
+
+    /// The first slot of the series with label values `a` and `b` (indexes; one out of
+    /// range counts as its label's last value, "other").
+    @inline(__always) public func slot(_ a: Int = 0, _ b: Int = 0) -> Int {
+        let x = a >= 0 && a < first ? a : first - 1
+        let y = b >= 0 && b < second ? b : second - 1
+        return base + (x * second + y) * stride
+    }
 }
 
 /// Request and upstream durations: bucket bounds in microseconds (Prometheus shows seconds).
@@ -293,21 +320,24 @@ public final class Metrics: @unchecked Sendable {
     }
 
     public func observe(_ family: MetricFamily, _ a: Int = 0, micros: Int64) {
-        let series = index(family, a, 0)
+        observe(series: index(family, a, 0), micros: micros)
+    }
+
+    /// Adds to the slot `MetricSeries.slot` gave: the per-request form of `add`.
+    @inline(__always) public func add(slot: Int, delta: Int64 = 1) {
+        slots.add(slot, delta)
+    }
+
+    /// An observation in the histogram series whose first slot `MetricSeries.slot` gave.
+    public func observe(series: Int, micros: Int64) {
         slots.add(series + Histogram.bucket(micros))
-        slots.add(series + Histogram.boundsMicros.count + 1, max(micros, 0))
+        slots.add(series + Histogram.slotsPerSeries - 1, max(micros, 0))
     }
 
     /// The first slot of a series (families have at most two labels). A value out of
     /// range counts as the label's last value ("other").
     func index(_ family: MetricFamily, _ a: Int, _ b: Int) -> Int {
-        var series = 0
-        for (i, label) in family.labels.enumerated() {
-            let n = label.cardinality
-            let v = i == 0 ? a : b
-            series = series * n + (v >= 0 && v < n ? v : n - 1)
-        }
-        return family.base + series * family.slotsPerSeries
+        family.series.slot(a, b)
     }
 
     // MARK: Names
