@@ -7,9 +7,12 @@
 #   log       access log on, metrics off
 #   both      both on (the default)
 # wrk -t2 -c16 keep-alive GET /v1/subscription with a valid token against each, in
-# alternating rounds (off, metrics, log, both, off, ...) so that a busy machine's load falls
-# on all four alike; prints each run, then per target the median requests/s and its cost
-# against "off". Run it on a quiet machine: on a shared one the rounds' spread exceeds 2%.
+# alternating rounds (off, metrics, log, both; the next round starting one later) so that a
+# busy machine's load falls on all four alike; prints each run, then per target the median
+# requests/s and its cost against "off", and the median of each round's own difference;
+# then the same for the CPU the service's pipelines used per request (user and system time
+# of every stage, from socat's reaped children: a steadier measure than requests/s on a
+# machine whose other tenants come and go). Run it on a quiet machine: on a shared one the rounds' spread exceeds 2%.
 #   EDGEPIPE_BIN  release binaries (default .build/release)
 # Needs: wrk socat.
 set -euo pipefail
@@ -46,20 +49,49 @@ for target in "${targets[@]}"; do
 done
 
 echo "machine: $(nproc) cores; load average $(cut -d' ' -f1-3 /proc/loadavg); wrk -t2 -c16 -d${seconds}s keep-alive, GET /v1/subscription"
-declare -A runs
+# CPU a service's pipelines used, in clock ticks: socat (the service's process) reaps each
+# connection's pipeline, so its children's times hold every stage's user and system time.
+ticks() { awk '{ print $16 + $17 }' "/proc/$1/stat"; }
+hz=$(getconf CLK_TCK)
+declare -A runs ratios cpu cpuratios
 for round in $(seq "$rounds"); do
+    # Each round starts one target later, so that no target always runs first or last.
+    declare -A rate=() used=()
+    for i in "${!targets[@]}"; do
+        n=$(( (i + round - 1) % ${#targets[@]} ))
+        target=${targets[$n]}
+        before=$(ticks "${pids[$n]}")
+        out=$(wrk -t2 -c16 -d"${seconds}s" -H "Authorization: Bearer ${token[$target]}" \
+            "http://127.0.0.1:${port[$target]}/v1/subscription")
+        rate[$target]=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+        requests=$(echo "$out" | awk '/requests in/ {print $1}')
+        # The run's pipelines end when wrk closes its connections; wait until socat has
+        # reaped them all (its children's times stop moving).
+        last=-1 now=$(ticks "${pids[$n]}")
+        for _ in $(seq 50); do [ "$now" = "$last" ] && break; sleep 0.2; last=$now now=$(ticks "${pids[$n]}"); done
+        used[$target]=$(awk -v t=$((now - before)) -v hz="$hz" -v n="$requests" 'BEGIN { printf "%.2f", t / hz * 1e6 / n }')
+        echo "round $round: $target ${rate[$target]} req/s, ${used[$target]} us of CPU per request"
+        runs[$target]="${runs[$target]:-} ${rate[$target]}"
+        cpu[$target]="${cpu[$target]:-} ${used[$target]}"
+    done
     for target in "${targets[@]}"; do
-        rate=$(wrk -t2 -c16 -d"${seconds}s" -H "Authorization: Bearer ${token[$target]}" \
-            "http://127.0.0.1:${port[$target]}/v1/subscription" | awk '/Requests\/sec/ {print $2}')
-        echo "round $round: $target $rate req/s"
-        runs[$target]="${runs[$target]:-} $rate"
+        ratios[$target]="${ratios[$target]:-} $(awk -v r="${rate[$target]}" -v b="${rate[off]}" 'BEGIN { print (r - b) * 100 / b }')"
+        cpuratios[$target]="${cpuratios[$target]:-} $(awk -v r="${used[$target]}" -v b="${used[off]}" 'BEGIN { print (r - b) * 100 / b }')"
     done
 done
 median() { tr ' ' '\n' | grep . | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
 base=$(echo "${runs[off]}" | median)
+# Two figures per target: the medians' difference, and the median of the rounds' own
+# differences (each round's run against the same round's "off": drift between rounds cancels).
 for target in "${targets[@]}"; do
     m=$(echo "${runs[$target]}" | median)
-    awk -v t="$target" -v m="$m" -v b="$base" 'BEGIN { printf "%-8s median %.0f req/s, %+.2f%% against off\n", t, m, (m - b) * 100 / b }'
+    r=$(echo "${ratios[$target]}" | median)
+    c=$(echo "${cpu[$target]}" | median)
+    cr=$(echo "${cpuratios[$target]}" | median)
+    awk -v t="$target" -v c="$c" -v r="$cr" \
+        'BEGIN { printf "%-8s CPU per request: median %.2f us; median of the per-round differences %+.2f%%\n", t, c, r }' 
+    awk -v t="$target" -v m="$m" -v b="$base" -v r="$r" \
+        'BEGIN { printf "%-8s median %.0f req/s, %+.2f%% against off; median of the per-round differences %+.2f%%\n", t, m, (m - b) * 100 / b, r }'
 done
 # The access log of "both" and "log" must hold a line per request served: a check that
 # the measured configuration did what it says.
