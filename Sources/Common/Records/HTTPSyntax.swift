@@ -147,7 +147,7 @@ public enum HTTPSyntax {
         var out: [String] = []
         for var v in values {
             v.withUTF8 { p in
-                forEachElement(p) { element in
+                _ = forEachElement(p) { element in
                     if !element.isEmpty || keepEmpty { out.append(lowercased(element)) }
                     return true
                 }
@@ -158,7 +158,6 @@ public enum HTTPSyntax {
 
     /// Calls `body` with each comma-separated element of `p`, OWS trimmed, empty ones
     /// included, until it returns false; returns whether it went to the end.
-    @discardableResult
     static func forEachElement(_ p: UnsafeBufferPointer<UInt8>, _ body: (UnsafeBufferPointer<UInt8>) -> Bool) -> Bool {
         var i = 0
         while true {
@@ -187,7 +186,7 @@ public enum HTTPSyntax {
         for var v in values {
             var failure: Problem?
             v.withUTF8 { p in
-                forEachElement(p) { element in
+                _ = forEachElement(p) { element in
                     guard !element.isEmpty, element.allSatisfy(isDigit) else { failure = Problem("malformed Content-Length"); return false }
                     // Leading zeros are legal ("003" is 3), so compare values, not text.
                     let digits = element.drop(while: { $0 == UInt8(ascii: "0") })
