@@ -61,8 +61,7 @@ final class ForwardFilter {
 
     /// The addresses in the order to try: this request's turn first, then the others;
     /// addresses that failed recently after all the rest.
-    func order(_ upstream: Upstream, now: Int) -> [Int] {
-        let state = state(upstream)
+    func order(_ upstream: Upstream, _ state: State, now: Int) -> [Int] {
         let n = upstream.endpoints.count
         let t = state.turn
         state.turn = t &+ 1
@@ -82,7 +81,7 @@ final class ForwardFilter {
         var failedAt = upstream.endpoints[0]
         var sawTimeout = false
         let state = state(upstream)
-        for i in order(upstream, now: began) {
+        for i in order(upstream, state, now: began) {
             let endpoint = upstream.endpoints[i]
             failedAt = endpoint
             let bytes: [UInt8]
