@@ -12,8 +12,12 @@ import PackageDescription
 //   Subscriptions   what a user's subscription state is, and how events change it  -> Records, KV
 //   RateLimit       rate-limit rules and their check (GCRA)                        -> Records, SharedMemory, KV
 //   CORS            cross-origin settings per route, preflights, response headers  -> Records
+//   RouteTool, VerifyJWTTool, ForwardTool, KVTool
+//                   one filter's logic each, built into a `Stage` from its command line:
+//                   its own tool runs it alone, `chain` runs several in one process
 //
-// Code that one tool alone needs lives in that tool's folder. No library imports
+// Code that one tool alone needs lives in that tool's folder (the four filters above are
+// needed by their tool and by chain). No library imports
 // Foundation, so filters start in about a millisecond; release builds are linked
 // statically (see README), since every TCP connection starts each filter once.
 let package = Package(
@@ -33,30 +37,37 @@ let package = Package(
         .target(name: "Subscriptions", dependencies: ["Records", "KV"], path: "Sources/Common/Subscriptions"),
         .target(name: "RateLimit", dependencies: ["Records", "SharedMemory", "KV"], path: "Sources/Common/RateLimit"),
         .target(name: "CORS", dependencies: ["Records"], path: "Sources/Common/CORS"),
+        // Each filter's logic, which its own tool and `chain` (several filters in one process) run.
+        .target(name: "RouteTool", dependencies: ["Records", "CORS", "RateLimit"], path: "Sources/Common/RouteTool"),
+        .target(name: "VerifyJWTTool", dependencies: ["Records", "Crypto", "Net", "JWT", "RateLimit", "KV", "SharedMemory"],
+                path: "Sources/Common/VerifyJWTTool"),
+        .target(name: "ForwardTool", dependencies: ["Records", "Net"], path: "Sources/Common/ForwardTool"),
+        .target(name: "KVTool", dependencies: ["Records", "KV", "Subscriptions"], path: "Sources/Common/KVTool"),
 
         .executableTarget(name: "http-decode", dependencies: ["Records", "SharedMemory"]),
         .executableTarget(name: "http-encode", dependencies: ["Records", "CORS", "SharedMemory"]),
-        .executableTarget(name: "route", dependencies: ["Records", "CORS", "RateLimit"]),
-        .executableTarget(name: "verify-jwt", dependencies: ["Records", "Crypto", "Net", "JWT", "RateLimit", "KV", "SharedMemory"]),
+        .executableTarget(name: "route", dependencies: ["Records", "RouteTool"]),
+        .executableTarget(name: "verify-jwt", dependencies: ["Records", "VerifyJWTTool"]),
         .executableTarget(name: "sign-jwt", dependencies: ["Records", "Crypto", "JWT"]),
-        .executableTarget(name: "kv", dependencies: ["Records", "KV", "Subscriptions"]),
+        .executableTarget(name: "kv", dependencies: ["Records", "KVTool"]),
         .executableTarget(name: "audit", dependencies: ["Records", "Crypto", "SharedMemory"]),
         .executableTarget(name: "apply-webhook", dependencies: ["Records", "Crypto", "KV", "Subscriptions", "SharedMemory"]),
         .executableTarget(name: "reserve", dependencies: ["Records", "Crypto", "KV"]),
         .executableTarget(name: "limit", dependencies: ["Records", "RateLimit"]),
-        .executableTarget(name: "forward", dependencies: ["Records", "Net"]),
+        .executableTarget(name: "forward", dependencies: ["Records", "ForwardTool"]),
+        .executableTarget(name: "chain", dependencies: ["Records", "RouteTool", "VerifyJWTTool", "ForwardTool", "KVTool"]),
 
         .testTarget(name: "CommonTests", dependencies: ["Records", "Crypto", "CORS"]),
         .testTarget(name: "SharedMemoryTests", dependencies: ["SharedMemory"]),
         .testTarget(name: "LimitTests", dependencies: ["RateLimit", "Records", "SharedMemory", "KV"]),
-        .testTarget(name: "RouteTests", dependencies: ["route", "Records"]),
-        .testTarget(name: "JWTTests", dependencies: ["verify-jwt", "sign-jwt", "Records", "Crypto", "Net", "JWT"]),
+        .testTarget(name: "RouteTests", dependencies: ["RouteTool", "Records"]),
+        .testTarget(name: "JWTTests", dependencies: ["VerifyJWTTool", "sign-jwt", "Records", "Crypto", "Net", "JWT"]),
         .testTarget(name: "HTTPTests", dependencies: ["http-decode", "http-encode", "Records", "SharedMemory"]),
-        .testTarget(name: "KVTests", dependencies: ["kv", "Records", "Crypto", "KV", "Subscriptions"]),
+        .testTarget(name: "KVTests", dependencies: ["KVTool", "Records", "Crypto", "KV", "Subscriptions"]),
         .testTarget(name: "AuditTests", dependencies: ["audit", "Records", "Crypto"]),
         .testTarget(name: "WebhookTests", dependencies: ["apply-webhook", "Records", "Crypto", "KV", "Subscriptions"]),
         .testTarget(name: "ReserveTests", dependencies: ["reserve", "Records", "Crypto", "KV"]),
-        .testTarget(name: "ForwardTests", dependencies: ["forward", "Records", "Net"]),
+        .testTarget(name: "ForwardTests", dependencies: ["ForwardTool", "Records", "Net"]),
     ]
 )
 

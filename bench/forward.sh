@@ -10,6 +10,8 @@
 #             auth_request nginx auth_request to edgepipe's auth route, then proxy_pass
 #             serve        pipelines/serve (socat), forward to the backend
 #             front        pipelines/front (nginx in front of read pipelines), forward
+#             serve-sep, front-sep  the same with EDGEPIPE_CHAIN=0: route, verify-jwt, forward
+#                          and kv serve each in a process of its own, as before chain
 #   idle    what an idle forward stage (an upstreams file with no upstream) costs per
 #           request: bench/lockstep.py on verify-jwt's real output, forward against cat
 #   stages  callgrind's instructions per forwarded request in each stage (exact; see stages())
@@ -79,6 +81,15 @@ setup_targets() {
         --upstream-port "$(free_port)" --write-upstream-port "$(free_port)"
     wait_port "$FRONT"
 
+    SERVE_SEP=$(free_port)
+    EDGEPIPE_CHAIN=0 EDGEPIPE_PORT=$SERVE_SEP start "$top/pipelines/serve" --max-connections 64
+    wait_port "$SERVE_SEP"
+
+    FRONT_SEP=$(free_port)
+    EDGEPIPE_CHAIN=0 EDGEPIPE_DATA=$EDGEPIPE_DATA start "$top/pipelines/front" --port "$FRONT_SEP" --tls-port "$(free_port)" \
+        --upstream-port "$(free_port)" --write-upstream-port "$(free_port)"
+    wait_port "$FRONT_SEP"
+
     PROXY=$(free_port)
     nginx_conf "$work/proxy" "$PROXY" 'location / { proxy_http_version 1.1; proxy_set_header Connection ""; proxy_pass http://backend; }'
     start nginx -c "$work/proxy/nginx.conf" -p "$work/proxy"
@@ -106,9 +117,10 @@ setup_targets() {
     declare -gA url=(
         [backend]="http://127.0.0.1:$BACKEND/api/x" [proxy_pass]="http://127.0.0.1:$PROXY/api/x"
         [auth_request]="http://127.0.0.1:$AUTHREQ/api/x" [serve]="http://127.0.0.1:$SERVE/api/x"
-        [front]="http://127.0.0.1:$FRONT/api/x")
+        [front]="http://127.0.0.1:$FRONT/api/x" [serve-sep]="http://127.0.0.1:$SERVE_SEP/api/x"
+        [front-sep]="http://127.0.0.1:$FRONT_SEP/api/x")
     targets=()
-    for t in backend proxy_pass auth_request serve front; do
+    for t in backend proxy_pass auth_request serve front serve-sep front-sep; do
         if [ "$(curl -s -H "Authorization: Bearer $TOKEN" "${url[$t]}")" = ok ]; then
             targets+=("$t")
         else
@@ -253,6 +265,14 @@ stages() {
         i=$((i + 1))
     done
     echo "| all six | $total_on | $total_off |"
+    # chain runs route, verify-jwt, forward and kv serve in one process: the same four on
+    # route's input, once.
+    local args=(route --table "$work/routes" '|' verify-jwt '|' forward --upstreams "$work/upstreams"
+                '|' kv serve --route subscription)
+    on=$(( ($(EDGEPIPE_LINGER_MS=0 ir "$BIN"/chain "${args[@]}" <"$work/stages-2000/1") - $(EDGEPIPE_LINGER_MS=0 ir "$BIN"/chain "${args[@]}" <"$work/stages-200/1")) / 1800 ))
+    off=$(( ($(EDGEPIPE_METRICS=off EDGEPIPE_ACCESS_LOG=off EDGEPIPE_LINGER_MS=0 ir "$BIN"/chain "${args[@]}" <"$work/stages-2000/1") -
+             $(EDGEPIPE_METRICS=off EDGEPIPE_ACCESS_LOG=off EDGEPIPE_LINGER_MS=0 ir "$BIN"/chain "${args[@]}" <"$work/stages-200/1")) / 1800 ))
+    echo "| chain (route to kv serve in one process) | $on | $off |"
     stop_last
 }
 

@@ -4,28 +4,9 @@ import Glibc
 import Musl
 #endif
 import Records
-import CORS
-import RateLimit
+import RouteTool
 
 let options = RouteOptions.table.parse()
-guard let tablePath = options.value("--table") else { Log.fatal("--table FILE is required (or set EDGEPIPE_ROUTES)") }
-let corsPath = options.value("--cors").flatMap { $0.isEmpty ? nil : $0 }
-let checkOnly = options.flag("--check")
-
-let table: RouteTable
-do { table = try RouteTable.load(path: tablePath) } catch { Log.fatal(error.report(file: tablePath)) }
-let filter: RouteFilter
-if let corsPath {
-    let cors: CORSPolicy
-    do { cors = try CORSPolicy.load(path: corsPath) } catch { Log.fatal(error.report(file: corsPath)) }
-    filter = RouteFilter(table: table, auditGone: options.flag("--audit-gone"), cors: cors)
-} else {
-    filter = RouteFilter(table: table, auditGone: options.flag("--audit-gone"))
-}
-let limits = options.value("--limits").flatMap { LimitSetup.inProcess(path: $0, stage: .ip, checkOnly: checkOnly) }
-if checkOnly { exit(0) }
-
-FilterLoop.run { record in
-    try filter.handle(&record)
-    if let limits, !record.isResponse { limits.handle(&record) }
-}
+let stage = makeRouteStage(options)
+if options.flag("--check") { exit(0) }
+FilterLoop.run(stage)

@@ -123,6 +123,65 @@ final class FilterLoopTests: XCTestCase {
     }
 }
 
+/// Several filters in one process (`chain`): each record through the stages in order, as
+/// through a pipeline of them.
+final class StagesTests: XCTestCase {
+    func run(_ line: String, _ stages: [Stage]) -> String {
+        var out: [UInt8] = []
+        let loop = FilterLoop(seesResponses: true)
+        Array(line.utf8).withUnsafeBufferPointer { loop.process($0, FilterLoop.chained(stages), into: &out) }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    func testEachStageGetsWhatTheOneBeforeItMade() throws {
+        let out = run(#"{"id":"1","path":"/"}"#, [
+            Stage(program: "a") { $0.setHeader("x-a", "1") },
+            Stage(program: "b") { r in r.setHeader("x-b", r.header("x-a") == "1" ? "saw a" : "missed a") },
+        ])
+        XCTAssertEqual(try Record.parse(out).header("x-b"), "saw a")
+    }
+
+    func testAnAnswerPassesTheStagesThatDoNotSeeResponses() throws {
+        var seen: [String] = []
+        let out = run(#"{"id":"1","path":"/"}"#, [
+            Stage(program: "answers") { r in r = r.errorResponse(status: 404, error: "not_found", message: "no route") },
+            Stage(program: "skipped") { _ in seen.append("skipped") },
+            Stage(program: "audits", seesResponses: true) { _ in seen.append("audits") },
+        ])
+        XCTAssertEqual(try Record.parse(out).status, 404)
+        XCTAssertEqual(seen, ["audits"])
+    }
+
+    func testAThrownErrorAnswersTheRecordAsItReachedThatStage() throws {
+        let out = run(#"{"id":"7","path":"/"}"#, [
+            Stage(program: "a") { r in r.keepAlive = false },
+            Stage(program: "b") { r in
+                r.setHeader("x-half-done", "1")
+                throw FilterError(status: 503, code: "unavailable", message: "store down")
+            },
+            Stage(program: "c") { _ in XCTFail("a later stage got the answer") },
+        ])
+        let r = try Record.parse(out)
+        XCTAssertEqual(r.status, 503)
+        XCTAssertEqual(r.id, "7")
+        XCTAssertEqual(r.keepAlive, false, "what stage a did stays")
+        XCTAssertEqual(try JSONReader.parse(r.body)["error"], "unavailable")
+    }
+
+    func testLogLinesAreNamedByTheStageThatWroteThem() {
+        Log.program = "chain"
+        var during = ""
+        _ = run(#"{"id":"1","path":"/"}"#, [Stage(program: "verify-jwt") { _ in during = Log.program }])
+        XCTAssertEqual(during, "verify-jwt")
+        XCTAssertEqual(Log.program, "chain", "restored for what no stage wrote")
+    }
+
+    func testAnUntouchedRecordPassesByteForByte() {
+        let line = #"{ "id" : "1", "method":"GET" }"#
+        XCTAssertEqual(run(line, [Stage(program: "a") { _ in }, Stage(program: "b") { _ in }]), line)
+    }
+}
+
 final class HeaderConsistencyTests: XCTestCase {
     // Found by fuzz/json_record.swift: a malformed pair must be skipped alike by every accessor.
     func testHeaderSkipsANonStringPairLikeHeadersDoes() throws {

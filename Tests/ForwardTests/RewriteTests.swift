@@ -1,5 +1,5 @@
 import XCTest
-@testable import forward
+@testable import ForwardTool
 import Records
 import Net
 

@@ -1,5 +1,5 @@
 import XCTest
-@testable import forward
+@testable import ForwardTool
 @testable import Net
 import Records
 import Net

@@ -1,6 +1,6 @@
 import XCTest
 import Records
-@testable import verify_jwt
+@testable import VerifyJWTTool
 
 final class AccessRulesTests: XCTestCase {
     let rules = try! AccessRules.parse("""

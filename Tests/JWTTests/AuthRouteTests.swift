@@ -1,7 +1,7 @@
 import XCTest
 @testable import Records
 @testable import JWT
-@testable import verify_jwt
+@testable import VerifyJWTTool
 
 /// The auth route (forward-auth): the gate's own decision, answered instead of passed on.
 extension GateTests {

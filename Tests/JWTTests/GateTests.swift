@@ -6,7 +6,7 @@ import Glibc
 @testable import Records
 @testable import Net
 @testable import JWT
-@testable import verify_jwt
+@testable import VerifyJWTTool
 
 /// A fresh directory under the system temporary directory, removed when the test ends.
 func temporaryDirectory(removedAfter test: XCTestCase) -> String {

@@ -6,7 +6,7 @@ import Glibc
 @testable import Crypto
 @testable import Net
 @testable import JWT
-@testable import verify_jwt
+@testable import VerifyJWTTool
 
 /// A key endpoint in memory: what it serves, whether it is up, and how often it was asked.
 final class FakeEndpoint {

@@ -1,5 +1,5 @@
 import XCTest
-@testable import verify_jwt
+@testable import VerifyJWTTool
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -3,7 +3,7 @@ import XCTest
 @testable import Crypto
 @testable import Net
 @testable import JWT
-@testable import verify_jwt
+@testable import VerifyJWTTool
 
 /// The verified-token cache of verify-jwt: a repeated token skips verification, but never
 /// past its exp, never after its key left the key set, never for a token that differs.

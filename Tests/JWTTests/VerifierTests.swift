@@ -1,5 +1,5 @@
 import XCTest
-@testable import verify_jwt
+@testable import VerifyJWTTool
 @testable import Records
 @testable import Crypto
 @testable import JWT

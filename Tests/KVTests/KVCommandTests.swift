@@ -2,7 +2,7 @@ import XCTest
 import Foundation
 import Records
 import KV
-@testable import kv
+@testable import KVTool
 
 final class KVCommandTests: XCTestCase {
     func parse(_ args: [String], options: [String: String] = [:], flags: Set<String> = [],

@@ -3,7 +3,7 @@ import Foundation
 import Records
 import KV
 import Subscriptions
-@testable import kv
+@testable import KVTool
 
 final class KVServeFilterTests: XCTestCase {
     let now = 1_800_000_000

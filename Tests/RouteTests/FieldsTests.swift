@@ -1,5 +1,5 @@
 import XCTest
-@testable import route
+@testable import RouteTool
 
 /// The route table's field splitter works on bytes; fields are split at spaces and tabs only.
 final class FieldsTests: XCTestCase {

@@ -1,6 +1,6 @@
 import XCTest
 import Records
-@testable import route
+@testable import RouteTool
 
 /// What the filter does to records: annotations, fixed answers and error responses.
 final class RouteFilterTests: XCTestCase {

@@ -1,6 +1,6 @@
 import XCTest
 import Foundation
-@testable import route
+@testable import RouteTool
 
 /// The table parser: what each line means, and each mistake refused with its line number.
 final class RouteTableTests: XCTestCase {

@@ -1,5 +1,5 @@
 import XCTest
-@testable import route
+@testable import RouteTool
 
 /// Matching: exact, prefix, named segments, precedence, 404/405/410/OPTIONS/HEAD, and
 /// the paths refused before any matching.

@@ -22,7 +22,9 @@ GONE      /v1/old            removed=2025-01-01  replacement=/v1/subscription
 
 def logging_bin(tmp_path):
     """EDGEPIPE_BIN for a service whose verify-jwt appends each record it reads to a log
-    before verifying it: the proof of which requests reached the token check."""
+    before verifying it: the proof of which requests reached the token check. Only a
+    verify-jwt of its own can be watched, so such a service runs with EDGEPIPE_CHAIN=0;
+    test_chain.py shows chain gives the same records as those separate processes."""
     bindir = tmp_path / "bin"
     bindir.mkdir()
     for tool in os.listdir(BIN):
@@ -50,6 +52,7 @@ def policy_service(tmp_path, limits=None, cors=None, access=None, env=None, log_
     if log_verify:
         bindir, seen = logging_bin(tmp_path)
         full["EDGEPIPE_BIN"] = str(bindir)
+        full["EDGEPIPE_CHAIN"] = "0"
     full.update(env or {})
     svc = Service(tmp_path, env=full)
     if log_verify:

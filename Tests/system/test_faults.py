@@ -28,7 +28,10 @@ from test_verify_jwt import public_jwk
 
 TIMEOUT = float(os.environ.get("EDGEPIPE_TEST_TIMEOUT", "10"))
 SOAK_SECONDS = os.environ.get("EDGEPIPE_SOAK_SECONDS", "20")
-FILTERS = ["http-decode", "route", "verify-jwt", "forward", "kv", "apply-webhook", "audit", "http-encode"]
+# The processes of a full pipeline: by default route, verify-jwt, forward and kv run in one
+# process, chain; with EDGEPIPE_CHAIN=0 each runs in its own.
+CHAINED = ["http-decode", "chain", "apply-webhook", "audit", "http-encode"]
+SEPARATE = ["http-decode", "route", "verify-jwt", "forward", "kv", "apply-webhook", "audit", "http-encode"]
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -168,13 +171,24 @@ HEALTHZ = b"GET /healthz HTTP/1.1\r\nHost: faults\r\n\r\n"
 IDLE_MS = 4000
 
 
-@pytest.fixture(scope="module")
-def killable(tmp_path_factory):
+def kill_service(tmp_path_factory, **env):
     """One service for every kill: it must keep serving after each. A short idle timeout
     bounds how long a pipeline whose last stage died keeps the client waiting; a long head
     timeout lets a connection sit mid-request however slow the machine is."""
-    svc = Service(tmp_path_factory.mktemp("kill"), env={"EDGEPIPE_IDLE_TIMEOUT_MS": str(IDLE_MS),
-                                                        "EDGEPIPE_HEADER_TIMEOUT_MS": "60000"})
+    return Service(tmp_path_factory.mktemp("kill"), env={"EDGEPIPE_IDLE_TIMEOUT_MS": str(IDLE_MS),
+                                                         "EDGEPIPE_HEADER_TIMEOUT_MS": "60000", **env})
+
+
+@pytest.fixture(scope="module")
+def killable(tmp_path_factory):
+    svc = kill_service(tmp_path_factory)
+    yield svc
+    svc.stop()
+
+
+@pytest.fixture(scope="module")
+def killable_separate(tmp_path_factory):
+    svc = kill_service(tmp_path_factory, EDGEPIPE_CHAIN="0")
     yield svc
     svc.stop()
 
@@ -186,13 +200,15 @@ def killable(tmp_path_factory):
 # "duplicate" line repeats the application ("original"), so the log still records it
 # (see docs/reliability.md). Killed at http-encode: applied and audited, the 200 lost; the
 # retry is a duplicate repeating it too.
-AFTER_RETRY = {"http-decode": (1, 0), "route": (1, 0), "verify-jwt": (1, 0), "forward": (1, 0), "kv": (1, 0),
-               "apply-webhook": (1, 0), "audit": (0, 1), "http-encode": (1, 1)}
+AFTER_RETRY = {"http-decode": (1, 0), "chain": (1, 0), "route": (1, 0), "verify-jwt": (1, 0), "forward": (1, 0),
+               "kv": (1, 0), "apply-webhook": (1, 0), "audit": (0, 1), "http-encode": (1, 1)}
 
 
-@pytest.mark.parametrize("victim", FILTERS)
-def test_kill_9_of_a_filter_mid_request_fails_only_that_connection(killable, victim):
-    svc = killable
+@pytest.mark.parametrize("layout,victim", [("chained", v) for v in CHAINED]
+                         + [("separate", v) for v in SEPARATE if v not in CHAINED])
+def test_kill_9_of_a_filter_mid_request_fails_only_that_connection(request, layout, victim):
+    svc = request.getfixturevalue("killable" if layout == "chained" else "killable_separate")
+    filters = CHAINED if layout == "chained" else SEPARATE
     other = socket.create_connection(("127.0.0.1", svc.port), timeout=TIMEOUT)
     conn = socket.create_connection(("127.0.0.1", svc.port), timeout=TIMEOUT)
     try:
@@ -209,7 +225,7 @@ def test_kill_9_of_a_filter_mid_request_fails_only_that_connection(killable, vic
         conn.sendall(request[:20])
         port = conn.getsockname()[1]
         procs = pipeline_processes(svc, port)
-        assert set(FILTERS) <= set(procs), procs
+        assert set(filters) <= set(procs), procs
         # Stop the victim, send the rest of the webhook, wait until it sits at the
         # victim's input (mid-stream), kill.
         os.kill(procs[victim], signal.SIGSTOP)

@@ -69,10 +69,15 @@ def raw_exchange(svc, data, timeout=5):
 # ----------------------------------------------------------------------------- identity
 
 def test_identity_is_established_by_verify_jwt_before_any_filter_that_uses_it():
-    stages = [line.split('"$B/')[1].split('"')[0] for line in (PIPELINES / "connection").read_text().splitlines()
-              if '"$B/' in line]
+    # The full pipeline's stages in order: processes ("$B/tool") and the filters of the
+    # chain between them (`filters route ... '|' verify-jwt ...`).
+    script = (PIPELINES / "connection").read_text()
+    full = script[script.index("\nfull)"):script.index(";;", script.index("\nfull)"))]
+    stages = re.findall(r'"\$B/([\w-]+)"|filters ([\w-]+)|\'\|\' ([\w-]+)', full)
+    stages = [next(name for name in match if name) for match in stages]
     assert stages[0] == "http-decode" and stages[-1] == "http-encode"
-    assert stages.index("verify-jwt") < stages.index("kv") < stages.index("apply-webhook") < stages.index("audit")
+    assert stages.index("route") < stages.index("verify-jwt") < stages.index("kv") < stages.index("apply-webhook") \
+        < stages.index("audit")
 
 
 def test_identity_headers_sent_by_a_client_never_override_the_token(svc):

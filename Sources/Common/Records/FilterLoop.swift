@@ -33,6 +33,41 @@ public struct FilterLoop {
         FilterLoop(seesResponses: seesResponses).run(handle)
     }
 
+    /// Runs one filter, built as a `Stage`, as a process of its own.
+    public static func run(_ stage: Stage) -> Never {
+        FilterLoop(seesResponses: stage.seesResponses).run(stage.handle)
+    }
+
+    /// Runs several filters in this one process (`chain`): each record goes through the
+    /// stages in order, as it would through a pipeline of them, and is parsed and written
+    /// once instead of once per stage. Each stage keeps its own rules: a response it does
+    /// not see passes it untouched, and its thrown error answers the record as it reached
+    /// that stage.
+    public static func run(stages: [Stage]) -> Never {
+        FilterLoop(seesResponses: true).run(chained(stages))
+    }
+
+    /// The stages as one handler, for a loop that sees responses.
+    public static func chained(_ stages: [Stage]) -> (inout Record) throws -> Void {
+        let own = Log.program   // names what no stage wrote: a malformed line
+        return { record in
+            defer { Log.program = own }
+            for stage in stages {
+                if record.isResponse && !stage.seesResponses { continue }
+                Log.program = stage.program
+                let reached = record
+                do {
+                    try stage.handle(&record)
+                } catch let e as FilterError {
+                    record = reached.errorResponse(status: e.status, error: e.code, message: e.message, headers: e.headers)
+                } catch {
+                    Log.error("internal error: \(error)")
+                    record = reached.errorResponse(status: 500, error: "internal_error", message: "the filter failed on this record")
+                }
+            }
+        }
+    }
+
     public func run(_ handle: (inout Record) throws -> Void) -> Never {
         signal(SIGPIPE, SIG_IGN)
         var reader = LineReader(fd: input)
@@ -138,6 +173,24 @@ public struct FilterLoop {
             i += 1
         }
         return nil
+    }
+}
+
+/// One filter as a function from record to record, built from its command line by the
+/// library that holds the tool's logic, so that the tool's own `main` and `chain` run the
+/// same code: `FilterLoop.run(stage)` alone, or `FilterLoop.run(stages:)` several in one
+/// process.
+public struct Stage {
+    /// The tool's name, which prefixes its log lines.
+    public let program: String
+    /// Whether responses made before this stage reach `handle` (audit) or pass it by.
+    public let seesResponses: Bool
+    public let handle: (inout Record) throws -> Void
+
+    public init(program: String, seesResponses: Bool = false, _ handle: @escaping (inout Record) throws -> Void) {
+        self.program = program
+        self.seesResponses = seesResponses
+        self.handle = handle
     }
 }
 

@@ -1,8 +1,8 @@
 import Records
 
 /// forward's command line, declared once: its --help, parsing and docs/forward.md's table.
-enum ForwardOptions {
-    static let table = OptionTable(
+public enum ForwardOptions {
+    public static let table = OptionTable(
         program: "forward",
         synopsis: ["forward --upstreams FILE [--check]"],
         summary: """

@@ -2,8 +2,8 @@ import Records
 
 /// kv's command line (docs/kv.md has the same in more words). One table for every
 /// command: KVCommand.parse refuses the options that do not apply to the one given.
-enum KVOptions {
-    static let table = OptionTable(
+public enum KVOptions {
+    public static let table = OptionTable(
         program: "kv",
         synopsis: ["kv [--store DIR|URL] get KEY [--entry]",
                    "kv [--store DIR|URL] put|create KEY VALUE|- [--ttl S | --expires-at T] [--metadata JSON]",

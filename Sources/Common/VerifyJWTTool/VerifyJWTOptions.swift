@@ -1,8 +1,8 @@
 import Records
 
 /// verify-jwt's command line, declared once (docs/verify-jwt.md has the same in more words).
-enum VerifyJWTOptions {
-    static let table = OptionTable(
+public enum VerifyJWTOptions {
+    public static let table = OptionTable(
         program: "verify-jwt",
         synopsis: [
             "verify-jwt [--firebase-project ID | --jwks-url URL | --jwks-file FILE | --discovery-url URL | --dev-keys DIR]",

@@ -1,8 +1,8 @@
 import Records
 
 /// route's command line, declared once (docs/route.md has the same in more words).
-enum RouteOptions {
-    static let table = OptionTable(
+public enum RouteOptions {
+    public static let table = OptionTable(
         program: "route",
         synopsis: ["route --table FILE [--cors FILE] [--limits FILE] [--audit-gone] [--check]"],
         summary: """
