@@ -12,11 +12,11 @@ import PackageDescription
 //   Subscriptions   what a user's subscription state is, and how events change it  -> Records, KV
 //   RateLimit       rate-limit rules and their check (GCRA)                        -> Records, SharedMemory, KV
 //   CORS            cross-origin settings per route, preflights, response headers  -> Records
-//   RouteTool, VerifyJWTTool, ForwardTool, KVTool
+//   RouteTool, VerifyJWTTool, ForwardTool, KVTool, HTTPDecodeTool, HTTPEncodeTool
 //                   one filter's logic each, built into a `Stage` from its command line:
 //                   its own tool runs it alone, `chain` runs several in one process
 //
-// Code that one tool alone needs lives in that tool's folder (the four filters above are
+// Code that one tool alone needs lives in that tool's folder (the six filters above are
 // needed by their tool and by chain). No library imports
 // Foundation, so filters start in about a millisecond; release builds are linked
 // statically (see README), since every TCP connection starts each filter once.
@@ -43,9 +43,11 @@ let package = Package(
                 path: "Sources/Common/VerifyJWTTool"),
         .target(name: "ForwardTool", dependencies: ["Records", "Net"], path: "Sources/Common/ForwardTool"),
         .target(name: "KVTool", dependencies: ["Records", "KV", "Subscriptions"], path: "Sources/Common/KVTool"),
+        .target(name: "HTTPDecodeTool", dependencies: ["Records", "SharedMemory"], path: "Sources/Common/HTTPDecodeTool"),
+        .target(name: "HTTPEncodeTool", dependencies: ["Records", "CORS", "SharedMemory"], path: "Sources/Common/HTTPEncodeTool"),
 
-        .executableTarget(name: "http-decode", dependencies: ["Records", "SharedMemory"]),
-        .executableTarget(name: "http-encode", dependencies: ["Records", "CORS", "SharedMemory"]),
+        .executableTarget(name: "http-decode", dependencies: ["Records", "HTTPDecodeTool"]),
+        .executableTarget(name: "http-encode", dependencies: ["Records", "HTTPEncodeTool"]),
         .executableTarget(name: "route", dependencies: ["Records", "RouteTool"]),
         .executableTarget(name: "verify-jwt", dependencies: ["Records", "VerifyJWTTool"]),
         .executableTarget(name: "sign-jwt", dependencies: ["Records", "Crypto", "JWT"]),
@@ -55,14 +57,15 @@ let package = Package(
         .executableTarget(name: "reserve", dependencies: ["Records", "Crypto", "KV"]),
         .executableTarget(name: "limit", dependencies: ["Records", "RateLimit"]),
         .executableTarget(name: "forward", dependencies: ["Records", "ForwardTool"]),
-        .executableTarget(name: "chain", dependencies: ["Records", "RouteTool", "VerifyJWTTool", "ForwardTool", "KVTool"]),
+        .executableTarget(name: "chain", dependencies: ["Records", "RouteTool", "VerifyJWTTool", "ForwardTool", "KVTool",
+                                                        "HTTPDecodeTool", "HTTPEncodeTool"]),
 
         .testTarget(name: "CommonTests", dependencies: ["Records", "Crypto", "CORS"]),
         .testTarget(name: "SharedMemoryTests", dependencies: ["SharedMemory"]),
         .testTarget(name: "LimitTests", dependencies: ["RateLimit", "Records", "SharedMemory", "KV"]),
         .testTarget(name: "RouteTests", dependencies: ["RouteTool", "Records"]),
         .testTarget(name: "JWTTests", dependencies: ["VerifyJWTTool", "sign-jwt", "Records", "Crypto", "Net", "JWT"]),
-        .testTarget(name: "HTTPTests", dependencies: ["http-decode", "http-encode", "Records", "SharedMemory"]),
+        .testTarget(name: "HTTPTests", dependencies: ["HTTPDecodeTool", "HTTPEncodeTool", "Records", "SharedMemory"]),
         .testTarget(name: "KVTests", dependencies: ["KVTool", "Records", "Crypto", "KV", "Subscriptions"]),
         .testTarget(name: "AuditTests", dependencies: ["audit", "Records", "Crypto"]),
         .testTarget(name: "WebhookTests", dependencies: ["apply-webhook", "Records", "Crypto", "KV", "Subscriptions"]),

@@ -1,5 +1,5 @@
-// The HTTP/1.1 request parser (Sources/http-decode/RequestParser.swift) and the request
-// records http-decode makes from it (Sources/http-decode/Decoder.swift, compiled in).
+// The HTTP/1.1 request parser (Sources/Common/HTTPDecodeTool/RequestParser.swift) and the request
+// records http-decode makes from it (Sources/Common/HTTPDecodeTool/Decoder.swift, compiled in).
 //
 // The input is a byte stream from a client. Properties, beyond "no crash":
 //   - the same stream read whole and cut into random reads (down to one byte) gives the

@@ -1,4 +1,4 @@
-// The route-table parser and the matcher behind it (Sources/route/RouteTable.swift,
+// The route-table parser and the matcher behind it (Sources/Common/RouteTool/RouteTable.swift,
 // PathCheck.swift, Router.swift, compiled into this harness's module).
 //
 // The input is a route table, optionally followed by a NUL byte and request lines

@@ -8,6 +8,8 @@ import RouteTool
 import VerifyJWTTool
 import ForwardTool
 import KVTool
+import HTTPDecodeTool
+import HTTPEncodeTool
 
 // chain FILTER [ARGS...] '|' FILTER [ARGS...] ...
 //
@@ -17,11 +19,15 @@ import KVTool
 // pipe between two processes cost (two system calls, a wake-up, and parsing and writing
 // the record again) is paid once instead of once per filter (docs/chain.md).
 let usage = """
-usage: chain FILTER [OPTIONS...] ['|' FILTER [OPTIONS...]]... [--check]
+usage: chain [http-decode [OPTIONS...] '|'] FILTER [OPTIONS...] ['|' FILTER [OPTIONS...]]...
+             ['|' http-encode [OPTIONS...]] [--check]
 Runs the filters in one process, in order, as a pipeline of them would. FILTER is one of
   route, verify-jwt, forward, kv (serve only); OPTIONS are that filter's own (its --help).
+  tee FILE appends each record, as it reaches that point, to FILE.
+  With http-decode first, standard input is the client's socket; with http-encode last
+  too, the responses go onto it (else records go to standard output).
   Quote the '|' that separates them from the shell.
-  --check   (anywhere, or any filter's own --check) check every filter's files and exit
+  --check   (anywhere) check every filter's options and files, and exit
 exit status: 0 at end of input (or with --check, when every file checks); 1 when stdout
   closes; 2 for a bad option or file ("FILTER: reason" on stderr)
 
@@ -41,32 +47,55 @@ for a in arguments {
     if a == "|" { segments.append([]) } else { segments[segments.count - 1].append(a) }
 }
 
-let filters = ["route", "verify-jwt", "forward", "kv"]
+let filters = ["route", "verify-jwt", "forward", "kv", "tee"]
 Log.program = "chain"
-for segment in segments {
+for (i, segment) in segments.enumerated() {
     guard let name = segment.first else { Log.fatal("an empty filter between two '|' (try --help)") }
-    guard filters.contains(name) else { Log.fatal("'\(name)' is not a filter chain runs (route, verify-jwt, forward or kv)") }
+    switch name {
+    case "http-decode" where i == 0, "http-encode" where i == segments.count - 1 && segments[0].first == "http-decode":
+        break
+    case "http-decode":
+        Log.fatal("http-decode can only be the first filter of a chain")
+    case "http-encode":
+        Log.fatal("http-encode can only be the last filter of a chain that starts with http-decode")
+    default:
+        guard filters.contains(name) else {
+            Log.fatal("'\(name)' is not a filter chain runs (http-decode, route, verify-jwt, forward, kv, tee or http-encode)")
+        }
+    }
 }
 
+var decoder: DecoderSettings?
+var encoder: ResponseObserver?
 var stages: [Stage] = []
 for segment in segments {
     let rest = Array(segment.dropFirst())
-    let options: ParsedOptions
     switch segment[0] {
+    case "http-decode":
+        let options = HTTPDecodeOptions.table.parse(rest)
+        if options.flag("--incoming-cpu") { Log.program = "chain"; Log.fatal("http-decode --incoming-cpu is not a filter") }
+        decoder = makeDecoderSettings(options)
+    case "http-encode":
+        encoder = makeResponseObserver(HTTPEncodeOptions.table.parse(rest))
     case "route":
-        options = RouteOptions.table.parse(rest)
-        stages.append(makeRouteStage(options))
+        stages.append(makeRouteStage(RouteOptions.table.parse(rest)))
     case "verify-jwt":
-        options = VerifyJWTOptions.table.parse(rest)
-        stages.append(makeVerifyJWTStage(options))
+        stages.append(makeVerifyJWTStage(VerifyJWTOptions.table.parse(rest)))
     case "forward":
-        options = ForwardOptions.table.parse(rest)
-        stages.append(makeForwardStage(options))
+        stages.append(makeForwardStage(ForwardOptions.table.parse(rest)))
+    case "tee":
+        stages.append(makeTeeStage(rest))
     default:
-        options = KVOptions.table.parse(rest)
-        stages.append(makeKVServeStage(options))
+        stages.append(makeKVServeStage(KVOptions.table.parse(rest)))
     }
 }
 if checkOnly { exit(0) }
-Log.program = "chain"
-FilterLoop.run(stages: stages)
+
+guard let decoder else {
+    Log.program = "chain"
+    FilterLoop.run(stages: stages)
+}
+Log.program = "http-decode"
+var records = InProcessRecords(handle: FilterLoop.chained(stages),
+                               encoder: encoder.map { InProcessRecords.Encoder(observer: $0) })
+exit(runHTTPDecode(decoder, into: &records))

@@ -1,7 +1,7 @@
 import XCTest
 import Foundation
 import Records
-@testable import http_decode
+@testable import HTTPDecodeTool
 
 /// Runs the decoder over a socketpair (as under socat EXEC) or pipes, with `input` already
 /// written; returns the records and what the decoder wrote back to its input socket.

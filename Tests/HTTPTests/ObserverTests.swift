@@ -2,8 +2,8 @@ import XCTest
 import Foundation
 import Records
 import SharedMemory
-@testable import http_encode
-@testable import http_decode
+@testable import HTTPEncodeTool
+@testable import HTTPDecodeTool
 
 /// What http-encode logs and counts once a response is out, and the ids and arrival
 /// stamps http-decode gives requests.

@@ -1,5 +1,5 @@
 import XCTest
-@testable import http_decode
+@testable import HTTPDecodeTool
 @testable import Records
 
 /// Feeds `input` whole, and again one byte at a time, and checks that both ways give the

@@ -1,7 +1,7 @@
 import XCTest
 import Foundation
 import Records
-@testable import http_encode
+@testable import HTTPEncodeTool
 
 /// 1994-11-06 08:49:37 UTC, the RFC's example date.
 private let fixedNow = 784111777

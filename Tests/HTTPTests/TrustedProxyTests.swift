@@ -1,7 +1,7 @@
 import XCTest
 import Foundation
 import Records
-@testable import http_decode
+@testable import HTTPDecodeTool
 
 private func proxies(_ specs: String...) -> TrustedProxies { try! TrustedProxies(parsing: specs) }
 

@@ -92,9 +92,11 @@ def records(tokens):
 
 
 def comparable(line):
-    """A record without what a clock decides: the upstream's time."""
+    """A record without what a clock decides: the upstream's time and Date."""
     record = json.loads(line)
     record.get("annotations", {}).get("upstream", {}).pop("ms", None)
+    if "headers" in record:
+        record["headers"] = [h for h in record["headers"] if h[0] != "date"]
     return record
 
 
@@ -150,7 +152,9 @@ def test_chain_checks_every_filters_files_at_start(tmp_path):
 
 
 def test_chain_refuses_an_unknown_filter_or_an_empty_one(tmp_path):
-    for args, reason in [(["route", "|", "http-encode"], "'http-encode' is not a filter chain runs"),
+    for args, reason in [(["route", "|", "apply-webhook"], "'apply-webhook' is not a filter chain runs"),
+                         (["route", "|", "http-encode"], "http-encode can only be the last filter of a chain that starts"),
+                         (["route", "|", "http-decode"], "http-decode can only be the first filter"),
                          (["route", "|", "|", "kv", "serve"], "an empty filter"),
                          ([], "usage: chain")]:
         p = subprocess.run([binary("chain"), *args], capture_output=True, timeout=10, input=b"")
@@ -169,3 +173,88 @@ def test_each_log_line_names_the_filter_that_wrote_it(tmp_path):
     lines = err.splitlines()
     assert any(l.startswith("forward: ") for l in lines), err
     assert any(l.startswith("chain: ") and "malformed" in l for l in lines), err
+
+
+RAW = [
+    b"GET /healthz HTTP/1.1\r\nHost: gw\r\n\r\n",
+    b"OPTIONS /v1/subscription HTTP/1.1\r\nHost: gw\r\nOrigin: https://app.test\r\nAccess-Control-Request-Method: GET\r\n\r\n",
+    b"GET /v1/subscription HTTP/1.1\r\nHost: gw\r\nOrigin: https://app.test\r\nAuthorization: Bearer %(alice)s\r\n\r\n",
+    b"GET /v1/subscription HTTP/1.1\r\nHost: gw\r\n\r\n",
+    b"GET /v1/admin HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer %(bob)s\r\n\r\n",
+    b"HEAD /healthz HTTP/1.1\r\nHost: gw\r\n\r\n",
+    b"POST /orders/abc?x=1 HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer %(alice)s\r\nContent-Length: 2\r\n\r\n{}",
+    b"DELETE /v1/subscription HTTP/1.1\r\nHost: gw\r\n\r\n",
+    b"GET /v1/old HTTP/1.1\r\nHost: gw\r\n\r\n",
+    b"GET /nowhere HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n",
+    b"GET /healthz HTTP/1.1\r\nHost: gw\r\n\r\n",   # after the close: never answered
+]
+
+
+def serve_socket(args, requests, env):
+    """Runs a pipeline whose stdin and stdout are one end of a socket pair, as a launcher
+    does; sends the requests pipelined, then half-closes; returns every byte answered."""
+    import socket
+    ours, theirs = socket.socketpair()
+    with ours:
+        p = subprocess.Popen(args, stdin=theirs, stdout=theirs, stderr=subprocess.PIPE, env=env)
+        theirs.close()
+        ours.sendall(b"".join(requests))
+        ours.shutdown(socket.SHUT_WR)
+        ours.settimeout(30)
+        data = b""
+        while chunk := ours.recv(65536):
+            data += chunk
+        p.wait(timeout=30)
+    return data
+
+
+def responses(data):
+    """The responses, without what a clock or a random id decides."""
+    heads = []
+    for part in data.split(b"HTTP/1.1 ")[1:]:
+        lines = [l for l in part.split(b"\r\n") if not l.lower().startswith((b"date:", b"x-request-id:"))]
+        heads.append(b"\r\n".join(lines))
+    return heads
+
+
+def test_a_whole_pipeline_in_one_chain_answers_as_the_separate_processes(tmp_path):
+    backend = echo_backend()
+    try:
+        tokens = setup(tmp_path, backend.url)
+        requests = [r % {b"alice": tokens["alice"].encode(), b"bob": tokens["bob"].encode()} for r in RAW]
+        fs = [["http-decode"], *filters(tmp_path), ["http-encode"]]
+        shell = " | ".join(" ".join(["'" + binary(f[0]) + "'"] + ["'" + a + "'" for a in f[1:]]) for f in fs)
+        chained_args = [binary("chain")]
+        for i, f in enumerate(fs):
+            chained_args += (["|"] if i else []) + f
+        answers = {}
+        for name, args in [("separate", ["sh", "-c", shell]), ("chained", chained_args)]:
+            env = environment(tmp_path, tmp_path / name)
+            env.update(EDGEPIPE_ACCESS_LOG=str(tmp_path / f"{name}.log"), EDGEPIPE_LINGER_MS="0")
+            answers[name] = serve_socket(args, requests, env)
+    finally:
+        backend.stop()
+    chained, separate = responses(answers["chained"]), responses(answers["separate"])
+    assert chained == separate
+    statuses = [int(r.split(b" ", 1)[0]) for r in chained]
+    assert statuses == [200, 204, 200, 401, 403, 200, 200, 405, 410, 404], "the close is the last answer"
+    assert [r["method"] for r in backend.rec.requests] == ["POST", "POST"], "forwarded once in each layout"
+    # The encoder's access log, one line per response, in both layouts.
+    logs = {n: [json.loads(l) for l in (tmp_path / f"{n}.log").read_text().splitlines()] for n in answers}
+    assert [l["status"] for l in logs["chained"]] == [l["status"] for l in logs["separate"]] == statuses
+
+
+def test_a_tee_stage_appends_each_record_as_it_reaches_that_point(tmp_path):
+    tokens = setup(tmp_path, "http://127.0.0.1:9")
+    seen = tmp_path / "seen.jsonl"
+    fs = filters(tmp_path)
+    args = [binary("chain"), *fs[0], "|", "tee", str(seen), "|", *fs[1]]
+    lines = [json.dumps(request(id="1", path="/v1/subscription",
+                                headers=[["host", "h"], ["authorization", f"Bearer {tokens['alice']}"]])).encode(),
+             json.dumps(request(id="2", path="/nowhere")).encode()]
+    out, _ = run(args, lines, environment(tmp_path, tmp_path / "d"))
+    teed = [json.loads(l) for l in seen.read_text().splitlines()]
+    assert [r["id"] for r in teed] == ["1", "2"], "every record, answered or not"
+    assert teed[0]["annotations"]["route"]["name"] == "subscription" and "auth" not in teed[0]["annotations"]
+    assert teed[1]["status"] == 404
+    assert json.loads(out[0])["annotations"]["auth"]["uid"] == "alice"

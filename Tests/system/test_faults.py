@@ -28,9 +28,9 @@ from test_verify_jwt import public_jwk
 
 TIMEOUT = float(os.environ.get("EDGEPIPE_TEST_TIMEOUT", "10"))
 SOAK_SECONDS = os.environ.get("EDGEPIPE_SOAK_SECONDS", "20")
-# The processes of a full pipeline: by default route, verify-jwt, forward and kv run in one
-# process, chain; with EDGEPIPE_CHAIN=0 each runs in its own.
-CHAINED = ["http-decode", "chain", "apply-webhook", "audit", "http-encode"]
+# The processes of a full pipeline: by default http-decode, route, verify-jwt, forward and
+# kv run in one process, chain; with EDGEPIPE_CHAIN=0 each runs in its own.
+CHAINED = ["chain", "apply-webhook", "audit", "http-encode"]
 SEPARATE = ["http-decode", "route", "verify-jwt", "forward", "kv", "apply-webhook", "audit", "http-encode"]
 
 
@@ -231,7 +231,7 @@ def test_kill_9_of_a_filter_mid_request_fails_only_that_connection(request, layo
         os.kill(procs[victim], signal.SIGSTOP)
         conn.sendall(request[20:])
         deadline = time.time() + TIMEOUT
-        if victim == "http-decode":
+        if victim in ("http-decode", "chain"):
             time.sleep(0.2)      # its input is the socket itself
         else:
             while pending_input(procs[victim]) == 0:

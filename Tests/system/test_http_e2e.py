@@ -21,19 +21,25 @@ from test_http_encode import header
 DECODER_ERRORS = {400, 408, 413, 414, 417, 431, 501, 505}
 
 
-@pytest.fixture(scope="module")
-def svc(tmp_path_factory):
-    s = Service(tmp_path_factory.mktemp("http-e2e"))
+# The adapter three ways: a full pipeline (http-decode inside chain, http-encode a process
+# after audit), a read pipeline (the whole pipeline one chain process, encoding in it), and
+# every filter a process of its own (EDGEPIPE_CHAIN=0).
+LAYOUTS = {"full": {}, "read": {"EDGEPIPE_PIPELINE": "read"}, "separate": {"EDGEPIPE_CHAIN": "0"}}
+
+
+@pytest.fixture(scope="module", params=list(LAYOUTS))
+def svc(request, tmp_path_factory):
+    s = Service(tmp_path_factory.mktemp("http-e2e"), env=LAYOUTS[request.param])
     yield s
     s.stop()
 
 
-@pytest.fixture(scope="module")
-def impatient(tmp_path_factory):
+@pytest.fixture(scope="module", params=list(LAYOUTS))
+def impatient(request, tmp_path_factory):
     """A service with short timeouts, for slowloris and idle connections."""
     s = Service(tmp_path_factory.mktemp("http-impatient"),
                 env={"EDGEPIPE_HEADER_TIMEOUT_MS": "300", "EDGEPIPE_BODY_TIMEOUT_MS": "300",
-                     "EDGEPIPE_IDLE_TIMEOUT_MS": "600"})
+                     "EDGEPIPE_IDLE_TIMEOUT_MS": "600", **LAYOUTS[request.param]})
     yield s
     s.stop()
 

@@ -65,6 +65,37 @@ public struct DecoderSettings: Sendable {
     }
 }
 
+/// Where http-decode's records go: the pipe to the next process, or, in `chain`, the
+/// filters and the encoder in the same process (docs/chain.md).
+public protocol DecodedRecords {
+    /// Takes whole record lines, each ending in a newline.
+    mutating func take(_ lines: [UInt8]) -> Delivery
+    /// The end of the records: no request follows.
+    mutating func end()
+    /// A descriptor that reports hang-up when no one is left to answer, watched while the
+    /// client is awaited; -1 for none.
+    var watched: Int32 { get }
+}
+
+public enum Delivery {
+    /// Delivered; more may follow.
+    case more
+    /// No one is left to answer (the next process exited).
+    case gone
+    /// A response closed the connection (in-process encoding only).
+    case closed
+}
+
+/// The records written to the next process's pipe.
+public struct RecordPipe: DecodedRecords {
+    public let fd: Int32
+    public init(fd: Int32) { self.fd = fd }
+    public mutating func take(_ lines: [UInt8]) -> Delivery { FileOutput.writeAll(fd, lines) ? .more : .gone }
+    /// Closing the pipe ends the records: the pipeline behind finishes its work and exits.
+    public mutating func end() { close(fd) }
+    public var watched: Int32 { fd }
+}
+
 /// Socket bytes in, request records out. One instance per connection.
 public struct HTTPDecodeFilter {
     public let settings: DecoderSettings
@@ -77,6 +108,11 @@ public struct HTTPDecodeFilter {
 
     /// Runs until the connection's last request; returns the exit status.
     public func run() -> Int32 {
+        var pipe = RecordPipe(fd: settings.output)
+        return run(into: &pipe)
+    }
+
+    public func run<Output: DecodedRecords>(into output: inout Output) -> Int32 {
         signal(SIGPIPE, SIG_IGN)
         var parser = RequestParser(limits: settings.limits)
         var out: [UInt8] = []
@@ -123,7 +159,7 @@ public struct HTTPDecodeFilter {
                     out.append(0x0A)
                     nextID += 1
                     completed = true
-                    if !request.keepAlive { return stop(&out, linger: true, chunk) }
+                    if !request.keepAlive { return stop(&out, &output, linger: true, chunk) }
                 case .continueExpected:
                     // An interim response record: http-encode writes it, so one process
                     // writes to the client, and it goes out before the stages ever wait for
@@ -137,12 +173,15 @@ public struct HTTPDecodeFilter {
                                           version: parser.partialVersion, remote: remote, requestID: ids.next(),
                                           arrival: stamp(parser.consumed + parser.buffered)).object.write(to: &out)
                     out.append(0x0A)
-                    return stop(&out, linger: true, chunk)
+                    return stop(&out, &output, linger: true, chunk)
                 }
             }
             if !out.isEmpty {
-                guard FileOutput.writeAll(settings.output, out) else { return 1 }
-                out.removeAll(keepingCapacity: true)
+                switch output.take(out) {
+                case .more: out.removeAll(keepingCapacity: true)
+                case .gone: return 1
+                case .closed: drain(chunk); return 0
+                }
             }
 
             let now = Clock.monotonicMillis()
@@ -157,9 +196,9 @@ public struct HTTPDecodeFilter {
             case .body: limit = settings.bodyTimeoutMs
             }
             let remaining = phaseStart + limit - now
-            switch wait(remaining) {
+            switch wait(remaining, watching: output.watched) {
             case .timeout:
-                if phase == .idle { return stop(&out, linger: false, chunk) }
+                if phase == .idle { return stop(&out, &output, linger: false, chunk) }
                 let failure = HTTPFailure(408, "request_timeout",
                                           phase == .head ? "request head not received in time" : "request body not received in time")
                 Log.error("408 \(failure.message)")
@@ -167,7 +206,7 @@ public struct HTTPDecodeFilter {
                                       version: parser.partialVersion, remote: remote, requestID: ids.next(),
                                       arrival: stamp(parser.consumed + parser.buffered)).object.write(to: &out)
                 out.append(0x0A)
-                return stop(&out, linger: true, chunk)
+                return stop(&out, &output, linger: true, chunk)
             case .outputGone:
                 return 1
             case .readable:
@@ -187,7 +226,7 @@ public struct HTTPDecodeFilter {
                                               arrival: stamp(parser.consumed + parser.buffered)).object.write(to: &out)
                         out.append(0x0A)
                     }
-                    return stop(&out, linger: false, chunk)
+                    return stop(&out, &output, linger: false, chunk)
                 }
             }
         }
@@ -204,10 +243,11 @@ public struct HTTPDecodeFilter {
 
     /// Waits for input, watching the output too: when the rest of the pipeline has exited
     /// there is no one left to answer, so there is no point waiting for the client.
-    private func wait(_ milliseconds: Int) -> Wait {
+    private func wait(_ milliseconds: Int, watching watched: Int32) -> Wait {
         if milliseconds <= 0 { return .timeout }
+        // poll skips a negative descriptor.
         var fds = [pollfd(fd: settings.input, events: Int16(POLLIN), revents: 0),
-                   pollfd(fd: settings.output, events: 0, revents: 0)]
+                   pollfd(fd: watched, events: 0, revents: 0)]
         while true {
             let rc = poll(&fds, 2, Int32(min(milliseconds, Int(Int32.max))))
             if rc < 0 && errno == EINTR { continue }
@@ -218,11 +258,11 @@ public struct HTTPDecodeFilter {
         }
     }
 
-    /// Writes what is pending, closes standard output (the end of the records: the pipeline
-    /// behind us finishes its work and exits), then lingers.
-    private func stop(_ out: inout [UInt8], linger: Bool, _ chunk: UnsafeMutableRawBufferPointer) -> Int32 {
-        if !out.isEmpty && !FileOutput.writeAll(settings.output, out) { return 1 }
-        close(settings.output)
+    /// Delivers what is pending, ends the records, then lingers.
+    private func stop<Output: DecodedRecords>(_ out: inout [UInt8], _ output: inout Output, linger: Bool,
+                                              _ chunk: UnsafeMutableRawBufferPointer) -> Int32 {
+        if !out.isEmpty && output.take(out) == .gone { return 1 }
+        output.end()
         if linger { drain(chunk) }
         return 0
     }

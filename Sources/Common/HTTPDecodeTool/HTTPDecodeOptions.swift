@@ -1,8 +1,8 @@
 import Records
 
 /// http-decode's command line, declared once (docs/http-decode.md has the same in more words).
-enum HTTPDecodeOptions {
-    static let table = OptionTable(
+public enum HTTPDecodeOptions {
+    public static let table = OptionTable(
         program: "http-decode",
         synopsis: ["http-decode [options]", "http-decode --check [options]", "http-decode --incoming-cpu"],
         summary: """

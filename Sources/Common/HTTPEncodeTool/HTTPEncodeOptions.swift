@@ -1,8 +1,8 @@
 import Records
 
 /// http-encode's command line, declared once (docs/http-encode.md has the same in more words).
-enum HTTPEncodeOptions {
-    static let table = OptionTable(
+public enum HTTPEncodeOptions {
+    public static let table = OptionTable(
         program: "http-encode",
         synopsis: ["http-encode [--access-log DEST] [--access-log-query]"],
         summary: """
