@@ -198,7 +198,7 @@ idle() {
 }
 
 memory() {
-    echo "## forward's memory over $MEM_REQUESTS requests"
+    echo "## forward's memory over $MEM_REQUESTS requests (in the connection's chain process, or its own)"
     echo
     python3 - "$SERVE" "$TOKEN" "$MEM_REQUESTS" <<'EOF'
 import http.client, subprocess, sys
@@ -210,7 +210,11 @@ def run(k):
         r = conn.getresponse(); r.read()
         assert r.status == 200, r.status
 run(1000)
-pids = subprocess.run(["pgrep", "-n", "-x", "forward"], capture_output=True, text=True).stdout.split()
+name = "chain"
+pids = subprocess.run(["pgrep", "-n", "-x", name], capture_output=True, text=True).stdout.split()
+if not pids:
+    name = "forward"
+    pids = subprocess.run(["pgrep", "-n", "-x", name], capture_output=True, text=True).stdout.split()
 def rss(pid):
     for line in open(f"/proc/{pid}/status"):
         if line.startswith("VmRSS:"):
@@ -218,7 +222,7 @@ def rss(pid):
 before = rss(pids[0])
 run(n)
 after = rss(pids[0])
-print(f"- RSS of the connection's forward process: {before} KiB after 1,000 requests, {after} KiB after {n + 1000:,}")
+print(f"- RSS of the connection's {name} process: {before} KiB after 1,000 requests, {after} KiB after {n + 1000:,}")
 EOF
 }
 
@@ -273,6 +277,12 @@ stages() {
     off=$(( ($(EDGEPIPE_METRICS=off EDGEPIPE_ACCESS_LOG=off EDGEPIPE_LINGER_MS=0 ir "$BIN"/chain "${args[@]}" <"$work/stages-2000/1") -
              $(EDGEPIPE_METRICS=off EDGEPIPE_ACCESS_LOG=off EDGEPIPE_LINGER_MS=0 ir "$BIN"/chain "${args[@]}" <"$work/stages-200/1")) / 1800 ))
     echo "| chain (route to kv serve in one process) | $on | $off |"
+    # And the whole read pipeline in one process, on http-decode's input (the raw requests).
+    args=(http-decode '|' "${args[@]}" '|' http-encode)
+    on=$(( ($(EDGEPIPE_LINGER_MS=0 ir "$BIN"/chain "${args[@]}" <"$work/stages-2000/0") - $(EDGEPIPE_LINGER_MS=0 ir "$BIN"/chain "${args[@]}" <"$work/stages-200/0")) / 1800 ))
+    off=$(( ($(EDGEPIPE_METRICS=off EDGEPIPE_ACCESS_LOG=off EDGEPIPE_LINGER_MS=0 ir "$BIN"/chain "${args[@]}" <"$work/stages-2000/0") -
+             $(EDGEPIPE_METRICS=off EDGEPIPE_ACCESS_LOG=off EDGEPIPE_LINGER_MS=0 ir "$BIN"/chain "${args[@]}" <"$work/stages-200/0")) / 1800 ))
+    echo "| chain (the whole read pipeline, http-decode to http-encode) | $on | $off |"
     stop_last
 }
 
