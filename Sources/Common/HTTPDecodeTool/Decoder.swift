@@ -142,6 +142,14 @@ public struct HTTPDecodeFilter {
             arrival = parser.buffered > 0 ? lastRead : nil
             return a
         }
+        // The decoder's own answer (400, 408, 413, ...) to the request being read.
+        func fail(_ failure: HTTPFailure, logged: Bool = true) {
+            if logged { Log.error("\(failure.status) \(failure.message)") }
+            RequestRecord.failure(failure, id: String(nextID), method: parser.partialMethod,
+                                  version: parser.partialVersion, remote: remote, requestID: ids.next(),
+                                  arrival: stamp(parser.consumed + parser.buffered)).object.write(to: &out)
+            out.append(0x0A)
+        }
 
         while true {
             // Everything parseable now becomes records; they are written in one go before
@@ -168,11 +176,7 @@ public struct HTTPDecodeFilter {
                         .object.write(to: &out)
                     out.append(0x0A)
                 case .failure(let failure):
-                    Log.error("\(failure.status) \(failure.message)")
-                    RequestRecord.failure(failure, id: String(nextID), method: parser.partialMethod,
-                                          version: parser.partialVersion, remote: remote, requestID: ids.next(),
-                                          arrival: stamp(parser.consumed + parser.buffered)).object.write(to: &out)
-                    out.append(0x0A)
+                    fail(failure)
                     return stop(&out, &output, linger: true, chunk)
                 }
             }
@@ -199,13 +203,8 @@ public struct HTTPDecodeFilter {
             switch wait(remaining, watching: output.watched) {
             case .timeout:
                 if phase == .idle { return stop(&out, &output, linger: false, chunk) }
-                let failure = HTTPFailure(408, "request_timeout",
-                                          phase == .head ? "request head not received in time" : "request body not received in time")
-                Log.error("408 \(failure.message)")
-                RequestRecord.failure(failure, id: String(nextID), method: parser.partialMethod,
-                                      version: parser.partialVersion, remote: remote, requestID: ids.next(),
-                                      arrival: stamp(parser.consumed + parser.buffered)).object.write(to: &out)
-                out.append(0x0A)
+                fail(HTTPFailure(408, "request_timeout",
+                                 phase == .head ? "request head not received in time" : "request body not received in time"))
                 return stop(&out, &output, linger: true, chunk)
             case .outputGone:
                 return 1
@@ -220,12 +219,7 @@ public struct HTTPDecodeFilter {
                 } else {
                     // End of input (or a reset): a request cut short is still answered, since
                     // a half-closed client may be waiting for it.
-                    if n == 0, let failure = parser.finish() {
-                        RequestRecord.failure(failure, id: String(nextID), method: parser.partialMethod,
-                                              version: parser.partialVersion, remote: remote, requestID: ids.next(),
-                                              arrival: stamp(parser.consumed + parser.buffered)).object.write(to: &out)
-                        out.append(0x0A)
-                    }
+                    if n == 0, let failure = parser.finish() { fail(failure, logged: false) }
                     return stop(&out, &output, linger: false, chunk)
                 }
             }
