@@ -78,8 +78,8 @@ struct InProcessRecords: DecodedRecords {
         guard FileOutput.writeAll(output, out) else { return .gone }
         // After the response is on its way: the log and the counters never delay it.
         if let written = e.writer.written {
-            let bytes = out.count
-            Self.encoding { e.observer.responded(written, bytesOut: bytes) }
+            let bytes = out.count, status = e.writer.writtenStatus
+            Self.encoding { e.observer.responded(written, status: status, bytesOut: bytes) }
         }
         if close {
             shutdown(output, Int32(SHUT_WR))

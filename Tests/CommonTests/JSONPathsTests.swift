@@ -1,8 +1,8 @@
 import XCTest
 @testable import Records
 
-/// Record.forEachValue(at:) finds nested values in one scan of a member's bytes; whatever
-/// the record's shape, it must find what walking the parsed tree finds.
+/// Record.forEachValue(at:) finds nested values in one pass, over a member's bytes or its
+/// parsed tree; whatever the record's shape, it must find what looking up each path finds.
 final class JSONPathsTests: XCTestCase {
     let paths = JSONPaths([["access", "received_us"], ["annotations", "route", "name"], ["annotations", "auth", "uid"],
                            ["annotations", "auth", "refused"], ["annotations", "upstream", "name"],
@@ -107,6 +107,9 @@ extension JSONPathsTests {
             let tree = try JSONReader.parse(text)
             let expected = set.names.map { $0.reduce(tree as JSON?) { $0?.object?[$1] } }
             XCTAssertEqual(try Record.parse(text).values(at: set), expected, text)
+            var parsed = try Record.parse(text)
+            for (n, key) in parsed.object.keys.enumerated() where n % 2 == 0 { parsed[key] = parsed[key] }   // half the members trees
+            XCTAssertEqual(parsed.values(at: set), expected, "half parsed: " + text)
         }
     }
 }

@@ -18,7 +18,7 @@ final class ObserverTests: XCTestCase {
          "annotations":{"route":{"name":"subscription"},"auth":{"refused":"expired"}}}
         """#)
         var observer = ResponseObserver(log: nil, metrics: nil)
-        let facts = ResponseObserver.facts(r, access: r["access"]?.object, monoNow: 17_345)
+        let facts = ResponseObserver.facts(r, status: r.status ?? 0, access: r["access"]?.object, monoNow: 17_345)
         XCTAssertEqual(facts.durationMicros, 12_345)
         let line = observer.line(r, facts, access: r["access"]?.object, bytesOut: 99, wallMillis: 1_700_000_000_123)
         let text = String(decoding: line, as: UTF8.self)

@@ -254,7 +254,16 @@ def test_a_failed_write_is_counted_and_reported_once(tmp_path):
 # --------------------------------------------------------------------------------- metrics
 
 def test_metrics_parse_and_count_exactly_while_pipelines_start_and_stop(service):
+    # Earlier connections (the fixture's port probe among them) may still be starting their
+    # pipelines: settled once two scrapes in a row differ by the second one's own pipeline.
     before = metrics(service)
+    for _ in range(50):
+        time.sleep(0.1)
+        again = metrics(service)
+        settled = sample(again, "edgepipe_pipelines_started_total") - sample(before, "edgepipe_pipelines_started_total") == 1
+        before = again
+        if settled:
+            break
     n_threads, per_thread, per_connection = 16, 30, 5
     errors = []
 

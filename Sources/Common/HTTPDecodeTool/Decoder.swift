@@ -327,8 +327,9 @@ public enum RequestRecord {
     static func access(_ a: Arrival, path: String?, query: String?, userAgent: String?) -> JSON {
         var o = JSONObject()
         o.members.reserveCapacity(6)
-        o.members.append(.init("received_at", JSON(a.at)))
+        // received_us first: the metrics read it from every response, and a scan stops there.
         o.members.append(.init("received_us", JSON(a.monoMicros)))
+        o.members.append(.init("received_at", JSON(a.at)))
         o.members.append(.init("bytes_in", JSON(a.bytes)))
         if let path { o.members.append(.init("path", .string(path))) }
         if let query, !query.isEmpty { o.members.append(.init("query", .string(query))) }

@@ -58,34 +58,36 @@ public struct ResponseObserver {
         }
     }
 
-    public mutating func responded(_ record: Record, bytesOut: Int) {
+    /// `status`: the one written (ResponseWriter.writtenStatus); nil reads the record's.
+    public mutating func responded(_ record: Record, status: Int? = nil, bytesOut: Int) {
         let logging = log.map { $0.destination != .off } ?? false
         if metrics == nil && !logging { return }
         let (wall, mono) = now?() ?? (logging ? Clock.nowMillis() : 0, Clock.monotonicMicros())
         // The access object is parsed only for the log line, which reads most of it.
         let access = logging ? record["access"]?.object : nil
-        let facts = Self.facts(record, access: access, monoNow: mono)
+        let facts = Self.facts(record, status: status ?? record.status ?? 0, access: access, monoNow: mono)
         if let metrics, let series { count(facts, metrics, series) }
         if logging, let log {
             log.write(line(record, facts, access: access, bytesOut: bytesOut, wallMillis: wall))
         }
     }
 
-    /// What `facts` reads from the record's bytes, building only these values: for the
-    /// metrics, one scan of `annotations` and one of `access`; for a log line (whose
-    /// caller has parsed `access`), the annotations and the uid.
+    /// What `facts` reads of the annotations, building only these values (and the uid, for
+    /// a log line).
     private static let countedPaths = JSONPaths([
         ["annotations", AnnotationKey.route, "name"], ["annotations", AnnotationKey.auth, "refused"],
         ["annotations", "upstream", "name"], ["annotations", "upstream", "status"], ["annotations", "upstream", "ms"],
-        ["access", "received_us"],
     ])
-    private static let loggedPaths = JSONPaths(countedPaths.names.dropLast() + [["annotations", AnnotationKey.auth, "uid"]])
+    private static let loggedPaths = JSONPaths(countedPaths.names + [["annotations", AnnotationKey.auth, "uid"]])
+    private static let receivedPath = JSONPaths([["access", "received_us"]])
 
     /// `access`: the record's access object when the caller has parsed it for a log line
-    /// (the uid is read then, for that line), else nil (received_us is read from the bytes).
-    static func facts(_ record: Record, access: JSONObject?, monoNow: Int) -> Facts {
-        var f = Facts(status: record.status ?? 0)
-        var received = access?["received_us"]?.int
+    /// (the uid is read then, for that line), else nil.
+    static func facts(_ record: Record, status: Int, access: JSONObject?, monoNow: Int) -> Facts {
+        var f = Facts(status: status)
+        // http-decode writes received_us first in access: read there, or looked up.
+        let received = access.map { $0["received_us"]?.int }
+            ?? record.leadingInt(of: "access", key: "received_us") ?? record.values(at: receivedPath)[0]?.int
         var upstreamName: String?, upstreamStatus: Int?, upstreamMs: String?
         let logged = access != nil
         record.forEachValue(at: logged ? loggedPaths : countedPaths) { i, value in
@@ -95,7 +97,7 @@ public struct ResponseObserver {
             case 2: upstreamName = value.string
             case 3: upstreamStatus = value.int
             case 4: if case .number(let text) = value { upstreamMs = text }
-            default: if logged { f.uid = value.string } else { received = value.int }
+            default: f.uid = value.string
             }
         }
         if let received { f.durationMicros = max(monoNow - received, 0) }

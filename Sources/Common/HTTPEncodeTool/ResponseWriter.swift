@@ -29,6 +29,8 @@ public struct ResponseWriter {
     private let now: () -> Int
     /// The record behind the last response written (for the access log and the metrics).
     public private(set) var written: Record?
+    /// Its status, as written: the observer's counters need it, and it is read here already.
+    public private(set) var writtenStatus = 0
 
     public init(now: @escaping () -> Int = { Clock.now() }) { self.now = now }
 
@@ -156,6 +158,7 @@ public struct ResponseWriter {
 
     private mutating func emit(_ record: Record, fields: [Header], into out: inout [UInt8]) {
         let status = record.status ?? 500
+        writtenStatus = status
         let body = record.body
         // 204 and 304 have no body and (for 204, RFC 9110 §8.6) no Content-Length.
         let bodiless = status == 204 || status == 304
@@ -322,7 +325,9 @@ public struct HTTPEncodeFilter {
             }
             if !FileOutput.writeAll(output, out) { exit(1) }
             // After the response is on its way: the log and the counters never delay it.
-            if observer != nil, let record = writer.written { observer!.responded(record, bytesOut: out.count) }
+            if observer != nil, let record = writer.written {
+                observer!.responded(record, status: writer.writtenStatus, bytesOut: out.count)
+            }
             if close { finish() }
         }
         if reader.outputGone { exit(1) }

@@ -34,7 +34,16 @@ public enum JSON: Equatable, Sendable {
     /// An integer value; nil for non-numbers, fractions, exponents and out-of-range values.
     public var int: Int? {
         guard case .number(let text) = self else { return nil }
-        return Int(text)
+        // Most numbers in records are a few plain digits (statuses, times): read those
+        // here, and leave signs, fractions, exponents and long ones to the full parser.
+        var n = 0, digits = 0
+        for b in text.utf8 {
+            let d = b &- UInt8(ascii: "0")
+            guard d < 10, digits < 18 else { return Int(text) }
+            n = n * 10 + Int(d)
+            digits += 1
+        }
+        return digits > 0 ? n : Int(text)
     }
 
     /// A numeric value as a Double (JSON numbers with fractions or exponents included).

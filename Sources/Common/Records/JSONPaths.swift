@@ -52,31 +52,17 @@ public struct JSONPaths: Sendable {
 
 extension Record {
     /// Calls `found` with the index (in `paths`) and value of each path present, at most once
-    /// per path; a path through something other than an object is absent. Members still
-    /// held as the line's bytes are scanned once for all the paths that start there (up to
-    /// the last one found), and only the values found are built; a member already parsed
-    /// is looked up in its tree.
+    /// per path; a path through something other than an object is absent. Each top-level
+    /// member named is looked up once (a record has few); one still held as the line's
+    /// bytes is scanned once for all the paths that lead into it (up to the last one
+    /// found), one already parsed is walked once. Only the values found are built.
     public func forEachValue(at paths: JSONPaths, _ found: (Int, JSON) -> Void) {
-        for (name, group) in paths.groups {
-            guard let i = object.index(of: name) else { continue }
-            switch object.members[i].storage {
-            case .raw(let raw):
-                raw.withBytes { bytes in
-                    paths.bytes.withUnsafeBufferPointer { keyBytes in
-                        paths.table.withUnsafeBufferPointer { table in
-                            var scan = RawPathScan(p: bytes, keyBytes: keyBytes, table: table, stride: paths.stride, pending: group)
-                            scan.value(depth: 1, alive: group, found)
-                        }
-                    }
-                }
-            case .value(let value):
-                var bits = group
-                while bits != 0 {
-                    let q = bits.trailingZeroBitCount
-                    bits &= bits - 1
-                    var v: JSON? = value
-                    for key in paths.names[q].dropFirst() { v = v?.object?[key] }
-                    if let v { found(q, v) }
+        paths.bytes.withUnsafeBufferPointer { keyBytes in
+            paths.table.withUnsafeBufferPointer { table in
+                var walk = TreePathWalk(keyBytes: keyBytes, table: table, stride: paths.stride)
+                for (name, group) in paths.groups {
+                    guard let i = object.index(of: name) else { continue }
+                    walk.member(object.members[i], depth: 0, alive: group, found)
                 }
             }
         }
@@ -87,6 +73,68 @@ extension Record {
         var out = [JSON?](repeating: nil, count: paths.count)
         forEachValue(at: paths) { out[$0] = $1 }
         return out
+    }
+}
+
+/// The walk over parsed members (those a filter has set), handing members still held as
+/// bytes to a RawPathScan.
+private struct TreePathWalk {
+    let keyBytes: UnsafeBufferPointer<UInt8>
+    let table: UnsafeBufferPointer<Int>
+    let stride: Int
+
+    /// The members of an object in which the paths of `alive` have matched `depth` keys.
+    mutating func members(_ members: [JSONObject.Member], depth: Int, alive: UInt64, _ found: (Int, JSON) -> Void) {
+        var alive = alive
+        // By index: a member is looked at in place, not copied (a copy retains its value).
+        for m in members.indices {
+            let matched = match(members[m].key, depth: depth, alive: alive)
+            if matched == 0 { continue }
+            member(members[m], depth: depth, alive: matched, found)
+            // The first member of a name is the one a look-up finds.
+            alive &= ~matched
+            if alive == 0 { return }
+        }
+    }
+
+    /// A member whose key is the key at `depth` of the paths of `alive`.
+    mutating func member(_ member: JSONObject.Member, depth: Int, alive: UInt64, _ found: (Int, JSON) -> Void) {
+        switch member.storage {
+        case .raw(let raw):
+            raw.withBytes { bytes in
+                var scan = RawPathScan(p: bytes, keyBytes: keyBytes, table: table, stride: stride, pending: alive)
+                scan.value(depth: depth + 1, alive: alive, found)
+            }
+        case .value(let value):
+            self.value(value, depth: depth + 1, alive: alive, found)
+        }
+    }
+
+    mutating func value(_ value: JSON, depth: Int, alive: UInt64, _ found: (Int, JSON) -> Void) {
+        var bits = alive, deeper: UInt64 = 0
+        while bits != 0 {
+            let q = bits.trailingZeroBitCount
+            bits &= bits - 1
+            if table[q * stride] == depth { found(q, value) } else { deeper |= 1 << q }
+        }
+        if deeper != 0, case .object(let o) = value { members(o.members, depth: depth, alive: deeper, found) }
+    }
+
+    /// The paths of `alive` whose key at `depth` is `key`.
+    func match(_ key: String, depth: Int, alive: UInt64) -> UInt64 {
+        let n = key.utf8.count
+        var matched: UInt64 = 0, rest = alive
+        while rest != 0 {
+            let k = rest.trailingZeroBitCount * stride + 1 + 3 * depth
+            let together = UInt64(UInt(bitPattern: table[k + 2])) & rest
+            rest &= ~together
+            if table[k + 1] == n {
+                var key = key
+                let same = key.withUTF8 { n == 0 || memcmp($0.baseAddress!, keyBytes.baseAddress! + table[k], n) == 0 }
+                if same { matched |= together }
+            }
+        }
+        return matched
     }
 }
 
@@ -226,6 +274,35 @@ private struct RawPathScan {
 }
 
 extension Record {
+    /// The integer `key` when it is the first member of the object `member`: a writer that
+    /// puts a field every response needs first (http-decode's `access.received_us`) lets
+    /// its reader take it without a scan. nil when it is not there, or not an integer of
+    /// plain digits; the caller then looks the path up the general way.
+    public func leadingInt(of member: String, key: StaticString) -> Int? {
+        guard let i = object.index(of: member) else { return nil }
+        switch object.members[i].storage {
+        case .raw(let raw):
+            return raw.withBytes { p -> Int? in
+                // `{"key":digits`, then `,` or `}`: canonical bytes (JSONRaw) have no spaces.
+                let k = key.utf8CodeUnitCount
+                guard p.count > k + 4, p[0] == UInt8(ascii: "{"), p[1] == UInt8(ascii: "\""),
+                      memcmp(p.baseAddress! + 2, key.utf8Start, k) == 0,
+                      p[k + 2] == UInt8(ascii: "\""), p[k + 3] == UInt8(ascii: ":") else { return nil }
+                var n = 0, j = k + 4
+                while j < p.count, p[j] &- UInt8(ascii: "0") < 10, j - k - 4 < 18 {
+                    n = n * 10 + Int(p[j] &- UInt8(ascii: "0"))
+                    j += 1
+                }
+                guard j > k + 4, j < p.count, p[j] == UInt8(ascii: ",") || p[j] == UInt8(ascii: "}") else { return nil }
+                return n
+            }
+        case .value(let value):
+            guard let first = value.object?.members.first,
+                  first.key.utf8.elementsEqual(UnsafeBufferPointer(start: key.utf8Start, count: key.utf8CodeUnitCount)) else { return nil }
+            return first.value.int
+        }
+    }
+
     private static let routeNamePath = JSONPaths([["annotations", AnnotationKey.route, "name"]])
 
     /// annotations.route.name, as `route` wrote it: read from the line's bytes without
