@@ -84,25 +84,25 @@ public struct ResponseObserver {
     /// `access`: the record's access object when the caller has parsed it for a log line
     /// (the uid is read then, for that line), else nil.
     static func facts(_ record: Record, status: Int, access: JSONObject?, monoNow: Int) -> Facts {
-        var f = Facts(status: status)
         // http-decode writes received_us first in access: read there, or looked up.
         let received = access.map { $0["received_us"]?.int }
             ?? record.leadingInt(of: "access", key: "received_us") ?? record.values(at: receivedPath)[0]?.int
+        // Plain locals, one Facts at the end: a Facts captured by the closure is copied
+        // member by member.
+        var route: String?, refusal: String?, uid: String?
         var upstreamName: String?, upstreamStatus: Int?, upstreamMs: String?
-        let logged = access != nil
-        record.forEachValue(at: logged ? loggedPaths : countedPaths) { i, value in
+        record.forEachValue(at: access != nil ? loggedPaths : countedPaths) { i, value in
             switch i {
-            case 0: f.route = value.string
-            case 1: f.refusal = value.string
+            case 0: route = value.string
+            case 1: refusal = value.string
             case 2: upstreamName = value.string
             case 3: upstreamStatus = value.int
             case 4: if case .number(let text) = value { upstreamMs = text }
-            default: f.uid = value.string
+            default: uid = value.string
             }
         }
-        if let received { f.durationMicros = max(monoNow - received, 0) }
-        if let upstreamName { f.upstream = (upstreamName, upstreamStatus, upstreamMs) }
-        return f
+        return Facts(route: route, status: status, durationMicros: received.map { max(monoNow - $0, 0) }, uid: uid,
+                     refusal: refusal, upstream: upstreamName.map { ($0, upstreamStatus, upstreamMs) })
     }
 
     private mutating func count(_ f: Facts, _ m: Metrics, _ s: Series) {

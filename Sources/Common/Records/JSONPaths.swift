@@ -18,8 +18,8 @@ public struct JSONPaths: Sendable {
     /// together: one comparison for them all.
     let table: [Int]
     let stride: Int
-    /// Each top-level member named, with the paths that start there (bits by index).
-    let groups: [(member: String, paths: UInt64)]
+    /// Every path's bit.
+    let all: UInt64
 
     /// At most 64 paths, each of at least one key.
     public init(_ paths: [[String]]) {
@@ -40,11 +40,7 @@ public struct JSONPaths: Sendable {
         }
         self.bytes = bytes
         self.table = table
-        var groups: [(member: String, paths: UInt64)] = []
-        for (q, keys) in paths.enumerated() {
-            if let g = groups.firstIndex(where: { $0.member == keys[0] }) { groups[g].paths |= 1 << q } else { groups.append((keys[0], 1 << q)) }
-        }
-        self.groups = groups
+        all = paths.count == 64 ? ~0 : (1 << UInt64(paths.count)) - 1
     }
 
     public var count: Int { names.count }
@@ -52,18 +48,15 @@ public struct JSONPaths: Sendable {
 
 extension Record {
     /// Calls `found` with the index (in `paths`) and value of each path present, at most once
-    /// per path; a path through something other than an object is absent. Each top-level
-    /// member named is looked up once (a record has few); one still held as the line's
-    /// bytes is scanned once for all the paths that lead into it (up to the last one
-    /// found), one already parsed is walked once. Only the values found are built.
+    /// per path; a path through something other than an object is absent. Each key is
+    /// looked up once for all the paths that name it there (objects are small); a member
+    /// still held as the line's bytes is scanned once for all the paths that lead into it
+    /// (up to the last one found). Only the values found are built.
     public func forEachValue(at paths: JSONPaths, _ found: (Int, JSON) -> Void) {
         paths.bytes.withUnsafeBufferPointer { keyBytes in
             paths.table.withUnsafeBufferPointer { table in
-                var walk = TreePathWalk(keyBytes: keyBytes, table: table, stride: paths.stride)
-                for (name, group) in paths.groups {
-                    guard let i = object.index(of: name) else { continue }
-                    walk.member(object.members[i], depth: 0, alive: group, found)
-                }
+                let walk = TreePathWalk(keyBytes: keyBytes, table: table, stride: paths.stride, names: paths.names)
+                walk.members(object, depth: 0, alive: paths.all, found)
             }
         }
     }
@@ -82,59 +75,38 @@ private struct TreePathWalk {
     let keyBytes: UnsafeBufferPointer<UInt8>
     let table: UnsafeBufferPointer<Int>
     let stride: Int
+    let names: [[String]]
 
-    /// The members of an object in which the paths of `alive` have matched `depth` keys.
-    mutating func members(_ members: [JSONObject.Member], depth: Int, alive: UInt64, _ found: (Int, JSON) -> Void) {
-        var alive = alive
-        // By index: a member is looked at in place, not copied (a copy retains its value).
-        for m in members.indices {
-            let matched = match(members[m].key, depth: depth, alive: alive)
-            if matched == 0 { continue }
-            member(members[m], depth: depth, alive: matched, found)
-            // The first member of a name is the one a look-up finds.
-            alive &= ~matched
-            if alive == 0 { return }
-        }
-    }
-
-    /// A member whose key is the key at `depth` of the paths of `alive`.
-    mutating func member(_ member: JSONObject.Member, depth: Int, alive: UInt64, _ found: (Int, JSON) -> Void) {
-        switch member.storage {
-        case .raw(let raw):
-            raw.withBytes { bytes in
-                var scan = RawPathScan(p: bytes, keyBytes: keyBytes, table: table, stride: stride, pending: alive)
-                scan.value(depth: depth + 1, alive: alive, found)
+    /// An object in which the paths of `alive` have matched `depth` keys: each key named
+    /// next is looked up once, for all the paths that name it (an object has few members).
+    func members(_ object: JSONObject, depth: Int, alive: UInt64, _ found: (Int, JSON) -> Void) {
+        var rest = alive
+        while rest != 0 {
+            let q = rest.trailingZeroBitCount
+            let together = UInt64(UInt(bitPattern: table[q * stride + 3 + 3 * depth])) & rest
+            rest &= ~together
+            guard let i = object.index(of: names[q][depth]) else { continue }
+            // In place: a copy of the member would retain and release its key and value.
+            switch object.members[i].storage {
+            case .raw(let raw):
+                raw.withBytes { bytes in
+                    var scan = RawPathScan(p: bytes, keyBytes: keyBytes, table: table, stride: stride, pending: together)
+                    scan.value(depth: depth + 1, alive: together, found)
+                }
+            case .value(let value):
+                self.value(value, depth: depth + 1, alive: together, found)
             }
-        case .value(let value):
-            self.value(value, depth: depth + 1, alive: alive, found)
         }
     }
 
-    mutating func value(_ value: JSON, depth: Int, alive: UInt64, _ found: (Int, JSON) -> Void) {
+    func value(_ value: JSON, depth: Int, alive: UInt64, _ found: (Int, JSON) -> Void) {
         var bits = alive, deeper: UInt64 = 0
         while bits != 0 {
             let q = bits.trailingZeroBitCount
             bits &= bits - 1
             if table[q * stride] == depth { found(q, value) } else { deeper |= 1 << q }
         }
-        if deeper != 0, case .object(let o) = value { members(o.members, depth: depth, alive: deeper, found) }
-    }
-
-    /// The paths of `alive` whose key at `depth` is `key`.
-    func match(_ key: String, depth: Int, alive: UInt64) -> UInt64 {
-        let n = key.utf8.count
-        var matched: UInt64 = 0, rest = alive
-        while rest != 0 {
-            let k = rest.trailingZeroBitCount * stride + 1 + 3 * depth
-            let together = UInt64(UInt(bitPattern: table[k + 2])) & rest
-            rest &= ~together
-            if table[k + 1] == n {
-                var key = key
-                let same = key.withUTF8 { n == 0 || memcmp($0.baseAddress!, keyBytes.baseAddress! + table[k], n) == 0 }
-                if same { matched |= together }
-            }
-        }
-        return matched
+        if deeper != 0, case .object(let o) = value { members(o, depth: depth, alive: deeper, found) }
     }
 }
 
@@ -289,8 +261,9 @@ extension Record {
                       memcmp(p.baseAddress! + 2, key.utf8Start, k) == 0,
                       p[k + 2] == UInt8(ascii: "\""), p[k + 3] == UInt8(ascii: ":") else { return nil }
                 var n = 0, j = k + 4
-                while j < p.count, p[j] &- UInt8(ascii: "0") < 10, j - k - 4 < 18 {
-                    n = n * 10 + Int(p[j] &- UInt8(ascii: "0"))
+                let end = min(p.count, j + 18), b = p.baseAddress!
+                while j < end, b[j] &- UInt8(ascii: "0") < 10 {
+                    n = n &* 10 &+ Int(b[j] &- UInt8(ascii: "0"))
                     j += 1
                 }
                 guard j > k + 4, j < p.count, p[j] == UInt8(ascii: ",") || p[j] == UInt8(ascii: "}") else { return nil }
