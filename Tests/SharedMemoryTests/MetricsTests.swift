@@ -14,8 +14,17 @@ final class MetricsTests: XCTestCase {
         ranges.append((layout.upstreamCheck, layout.upstreamCheck + 2))
         ranges.sort { $0.0 < $1.0 }
         XCTAssertEqual(ranges.first?.0, 1, "slot 0 is the fingerprint")
-        for (a, b) in zip(ranges, ranges.dropFirst()) { XCTAssertEqual(a.1, b.0, "no gap and no overlap") }
-        XCTAssertEqual(ranges.last?.1, layout.slotCount)
+        for (a, b) in zip(ranges, ranges.dropFirst()) {
+            if b.0 == layout.countersBase {
+                XCTAssert(a.1 <= b.0 && b.0 - a.1 < 8, "the families start on the next cache line")
+            } else {
+                XCTAssertEqual(a.1, b.0, "no gap and no overlap")
+            }
+        }
+        XCTAssertEqual(layout.countersBase % 8, 0)
+        XCTAssertEqual(layout.shardStride % 8, 0, "a shard is whole cache lines")
+        XCTAssertEqual(layout.countersBase + layout.shardStride, layout.slotCount)
+        XCTAssert(ranges.last!.1 <= layout.slotCount && layout.slotCount - ranges.last!.1 < 8)
         XCTAssertEqual(MetricsLayout().computedFingerprint, layout.computedFingerprint, "every process computes the same layout")
         XCTAssertEqual(layout.computedFingerprint, MetricsLayout.fingerprint,
                        "the layout changed: set MetricsLayout.fingerprint to \(layout.computedFingerprint)")
@@ -94,5 +103,72 @@ final class MetricsTests: XCTestCase {
             XCTAssertEqual(Set((0..<4).map { results[$0 * 20 + n] }).count, 1, "evt.\(n) has one index")
         }
         XCTAssertEqual(Set((0..<20).map { results[$0] }).count, 20)
+    }
+}
+
+/// Glibc declares it only under _GNU_SOURCE (as Metrics does sched_getcpu).
+@_silgen_name("sched_setaffinity") private func sched_setaffinity(_ pid: Int32, _ size: Int, _ mask: UnsafeRawPointer) -> Int32
+
+extension MetricsTests {
+    /// Runs `body` on a thread held to `cpu`.
+    private func onCPU(_ cpu: Int, _ body: @escaping @Sendable () -> Void) {
+        let done = DispatchSemaphore(value: 0)
+        Thread {
+            var mask = [UInt64](repeating: 0, count: 16)   // 1024 CPUs, as glibc's cpu_set_t
+            mask[cpu / 64] = 1 << UInt64(cpu % 64)
+            XCTAssertEqual(mask.withUnsafeBytes { sched_setaffinity(0, $0.count, $0.baseAddress!) }, 0)
+            body()
+            done.signal()
+        }.start()
+        done.wait()
+    }
+
+    func test_each_cpu_counts_into_its_own_shard_and_a_scrape_sums_them() throws {
+        let p = path(); defer { unlink(p) }
+        let m = try Metrics(path: p)
+        XCTAssertEqual(m.shards, Metrics.machineShards)
+        let cpus = min(Metrics.machineShards, 4)
+        let series = m.layout.requests.series.slot(m.nameIndex(m.layout.routes, "subscription"), MetricsLayout.statusIndex(200))
+        for cpu in 0..<cpus {
+            onCPU(cpu) { for _ in 0...cpu { m.add(slot: series) } }
+        }
+        XCTAssertEqual(m.value(series), Int64(cpus * (cpus + 1) / 2), "the sum of every shard")
+        for cpu in 0..<cpus {
+            XCTAssertEqual(m.slots.load(series + cpu * m.layout.shardStride), Int64(cpu + 1), "CPU \(cpu) added to its own copy")
+        }
+        XCTAssertTrue(PrometheusText.render(m, now: 0)
+            .contains("edgepipe_http_requests_total{route=\"subscription\",status=\"200\"} \(cpus * (cpus + 1) / 2)\n"))
+    }
+
+    func test_a_histogram_observed_on_two_cpus_renders_as_one() throws {
+        let p = path(); defer { unlink(p) }
+        let m = try Metrics(path: p, shards: 2)
+        let r = m.nameIndex(m.layout.routes, "healthz")
+        let series = m.layout.requestDuration.series.slot(r)
+        onCPU(0) { m.observe(series: series, micros: 300) }
+        onCPU(min(1, Metrics.machineShards - 1)) { m.observe(series: series, micros: 2_000) }
+        let text = PrometheusText.render(m, now: 0)
+        let name = "edgepipe_http_request_duration_seconds"
+        XCTAssertTrue(text.contains("\(name)_bucket{route=\"healthz\",le=\"0.0005\"} 1\n"), text)
+        XCTAssertTrue(text.contains("\(name)_bucket{route=\"healthz\",le=\"0.0025\"} 2\n"))
+        XCTAssertTrue(text.contains("\(name)_sum{route=\"healthz\"} 0.0023\n"))
+        XCTAssertTrue(text.contains("\(name)_count{route=\"healthz\"} 2\n"))
+    }
+
+    func test_a_gauge_that_goes_up_on_one_cpu_and_down_on_another_sums_to_zero() throws {
+        let p = path(); defer { unlink(p) }
+        let m = try Metrics(path: p, shards: 2)
+        let open = m.layout.connectionsOpen
+        onCPU(0) { m.add(open) }
+        onCPU(min(1, Metrics.machineShards - 1)) { m.add(open, delta: -1) }
+        XCTAssertEqual(m.value(open.base), 0)
+        XCTAssertTrue(PrometheusText.render(m, now: 0).contains("edgepipe_connections_open 0\n"))
+    }
+
+    func test_a_file_made_for_another_number_of_cpus_is_refused() throws {
+        let p = path(); defer { unlink(p) }
+        _ = try Metrics(path: p, shards: 2)
+        XCTAssertThrowsError(try Metrics(path: p, shards: 3))
+        XCTAssertNoThrow(try Metrics(path: p, shards: 2))
     }
 }

@@ -11,6 +11,10 @@ import Records
 // types) gets its index from a small table of names kept in the same file, claimed with
 // compare-and-exchange by whichever process sees a name first. An update is one atomic
 // add: no lock, no system call.
+//
+// The counters are kept once per CPU (a shard): a pipeline adds to the copy of the CPU it
+// runs on, and a scrape sums the copies. With one copy, every request's adds would move the
+// same cache lines between CPUs, since every pipeline counts into the same series.
 
 /// One label of a family: a fixed list of values, or names interned in a shared table.
 public enum MetricLabel: Sendable {
@@ -146,8 +150,13 @@ public struct MetricsLayout: Sendable {
     public var connectionsOpen: MetricFamily
     public var accessLogFailures: MetricFamily
 
-    /// Slot 0 holds the layout's fingerprint; then the name tables; then the families.
+    /// Slot 0 holds the layout's fingerprint; then the name tables and the upstream check,
+    /// shared by all; then, from `countersBase`, the families: one CPU's shard.
     public private(set) var slotCount = 1
+    /// The first slot of the families, on a cache line of its own (8 slots of 8 bytes).
+    public private(set) var countersBase = 0
+    /// Slots from one shard of the families to the next: whole cache lines.
+    public private(set) var shardStride = 0
 
     public init() {
         // Addresses follow declaration order; the fingerprint below changes with any of it.
@@ -155,7 +164,8 @@ public struct MetricsLayout: Sendable {
         upstreams.base = routes.base + routes.slotCount
         eventTypes.base = upstreams.base + upstreams.slotCount
         upstreamCheck = eventTypes.base + eventTypes.slotCount
-        var next = upstreamCheck + 2
+        countersBase = Self.lineAligned(upstreamCheck + 2)
+        var next = countersBase
         let route = MetricLabel.names("route", routes)
         let status = MetricLabel.fixed("status", Self.statuses)
         let upstream = MetricLabel.names("upstream", upstreams)
@@ -193,8 +203,11 @@ public struct MetricsLayout: Sendable {
         place(&keyFetchedAt); place(&keyExpiresAt); place(&webhookEvents); place(&auditAppends)
         place(&auditSpills); place(&storeOperations); place(&storeErrors); place(&upstreamRequests)
         place(&upstreamDuration); place(&pipelinesStarted); place(&connectionsOpen); place(&accessLogFailures)
-        slotCount = next
+        shardStride = Self.lineAligned(next) - countersBase
+        slotCount = countersBase + shardStride
     }
+
+    static func lineAligned(_ slot: Int) -> Int { (slot + 7) / 8 * 8 }
 
     /// Every family, in the order `init` places them.
     public var allFamilies: [MetricFamily] {
@@ -207,7 +220,7 @@ public struct MetricsLayout: Sendable {
     /// start, and computing it there builds arrays of the layout's own types, whose runtime
     /// metadata costs tens of thousands of instructions per process. MetricsTests fails
     /// when the layout changes and this constant does not.
-    public static let fingerprint: Int64 = -3543557839483298337
+    public static let fingerprint: Int64 = 5989962400243121383
 
     /// A hash of every name, label and size: a process built with another layout must not
     /// read or write this file's slots.
@@ -221,7 +234,7 @@ public struct MetricsLayout: Sendable {
             for l in f.labels { mix(l.name); mix(l.cardinality) }
         }
         for b in Histogram.boundsMicros { mix(Int(b)) }
-        mix(upstreamCheck)
+        mix(upstreamCheck); mix(countersBase); mix(shardStride)
         return Int64(bitPattern: h | 1)
     }
 
@@ -254,11 +267,24 @@ public struct MetricsLayout: Sendable {
     }
 }
 
+/// The CPU this thread runs on now (glibc's sched_getcpu, which reads it from the rseq area
+/// the kernel keeps up to date: no system call). Glibc declares it only under _GNU_SOURCE,
+/// which the Swift module of Glibc is built without; it takes no argument and returns an
+/// int, which Swift's calling convention passes as C's does.
+@_silgen_name("sched_getcpu") private func sched_getcpu() -> Int32
+
 /// The open metrics file. Every method is one or a few atomic operations.
 public final class Metrics: @unchecked Sendable {
     public let layout: MetricsLayout
+    /// The file's slots: the shared ones (fingerprint, name tables, upstream check) are read
+    /// and written here directly; a family's are read through `value(_:)`, which sums the shards.
     public let slots: SharedSlots
     public let path: String
+    /// Copies of the families: one per CPU of this machine (up to 64; CPUs beyond share).
+    public let shards: Int
+
+    /// The CPUs this machine has, which every process of it reads alike.
+    public static let machineShards = max(1, min(sysconf(Int32(_SC_NPROCESSORS_CONF)), 64))
 
     public enum OpenError: Error, CustomStringConvertible, Sendable {
         case file(String)
@@ -271,15 +297,18 @@ public final class Metrics: @unchecked Sendable {
         }
     }
 
-    public init(path: String, layout: MetricsLayout = MetricsLayout()) throws(OpenError) {
+    public init(path: String, layout: MetricsLayout = MetricsLayout(), shards: Int = Metrics.machineShards) throws(OpenError) {
+        precondition(shards >= 1)
         do {
-            slots = try SharedSlots(path: path, count: layout.slotCount)
+            slots = try SharedSlots(path: path, count: layout.countersBase + shards * layout.shardStride)
         } catch {
             throw .file(error.description)
         }
         self.layout = layout
         self.path = path
-        let want = MetricsLayout.fingerprint
+        self.shards = shards
+        // A file laid out for another number of shards is another layout: mixed in.
+        let want = MetricsLayout.fingerprint ^ (Int64(shards) << 8)
         let (_, found) = slots.compareExchange(0, expected: 0, desired: want)
         if found != 0 && found != want { throw .otherLayout(path) }
     }
@@ -310,13 +339,26 @@ public final class Metrics: @unchecked Sendable {
 
     // MARK: Updates
 
-    /// Adds to a series: `a` and `b` are the indexes of its first and second label values.
-    public func add(_ family: MetricFamily, _ a: Int = 0, _ b: Int = 0, delta: Int64 = 1) {
-        slots.add(index(family, a, b), delta)
+    /// Where this CPU's shard is, relative to the first.
+    @inline(__always) var shardOffset: Int {
+        shards == 1 ? 0 : Int(UInt32(bitPattern: sched_getcpu()) % UInt32(shards)) * layout.shardStride
     }
 
+    /// Adds to a series: `a` and `b` are the indexes of its first and second label values.
+    public func add(_ family: MetricFamily, _ a: Int = 0, _ b: Int = 0, delta: Int64 = 1) {
+        slots.add(index(family, a, b) + shardOffset, delta)
+    }
+
+    /// A gauge set, not added to: it lives in the first shard (the others stay zero).
     public func set(_ family: MetricFamily, _ value: Int64) {
         slots.store(family.base, value)
+    }
+
+    /// A family's slot, summed over the shards.
+    public func value(_ slot: Int) -> Int64 {
+        var sum: Int64 = 0
+        for s in 0..<shards { sum &+= slots.load(slot + s * layout.shardStride) }
+        return sum
     }
 
     public func observe(_ family: MetricFamily, _ a: Int = 0, micros: Int64) {
@@ -325,13 +367,14 @@ public final class Metrics: @unchecked Sendable {
 
     /// Adds to the slot `MetricSeries.slot` gave: the per-request form of `add`.
     @inline(__always) public func add(slot: Int, delta: Int64 = 1) {
-        slots.add(slot, delta)
+        slots.add(slot + shardOffset, delta)
     }
 
     /// An observation in the histogram series whose first slot `MetricSeries.slot` gave.
     public func observe(series: Int, micros: Int64) {
-        slots.add(series + Histogram.bucket(micros))
-        slots.add(series + Histogram.slotsPerSeries - 1, max(micros, 0))
+        let first = series + shardOffset
+        slots.add(first + Histogram.bucket(micros))
+        slots.add(first + Histogram.slotsPerSeries - 1, max(micros, 0))
     }
 
     /// The first slot of a series (families have at most two labels). A value out of

@@ -4,6 +4,7 @@
 /// only its HELP and TYPE); families without labels always appear. Histogram buckets are
 /// stored per bucket and summed here into Prometheus's cumulative `le` buckets, and the
 /// count is the +Inf bucket, so a scrape is consistent even while processes add to it.
+/// Every value is the sum of the CPUs' shards (Metrics.value).
 public enum PrometheusText {
     public static let contentType = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -35,24 +36,24 @@ public enum PrometheusText {
                 let labels = zip(family.labels, picked).map { "\($0.name)=\"\(escape($1))\"" }
                 let first = family.base + series * family.slotsPerSeries
                 if family.type == .histogram {
-                    renderHistogram(family.name, labels, metrics.slots, first, labelled: !family.labels.isEmpty, into: &out)
+                    renderHistogram(family.name, labels, metrics, first, labelled: !family.labels.isEmpty, into: &out)
                 } else {
-                    let value = metrics.slots.load(first)
+                    let value = metrics.value(first)
                     if value == 0 && !family.labels.isEmpty { continue }
                     out += family.name + braces(labels) + " \(value)\n"
                 }
             }
         }
-        let fetched = metrics.slots.load(metrics.layout.keyFetchedAt.base)
+        let fetched = metrics.value(metrics.layout.keyFetchedAt.base)
         out += "# HELP edgepipe_jwks_age_seconds Seconds since the key set in use was fetched (absent: never fetched).\n"
         out += "# TYPE edgepipe_jwks_age_seconds gauge\n"
         if fetched > 0 { out += "edgepipe_jwks_age_seconds \(max(now - fetched, 0))\n" }
         return out
     }
 
-    private static func renderHistogram(_ name: String, _ labels: [String], _ slots: SharedSlots, _ first: Int,
+    private static func renderHistogram(_ name: String, _ labels: [String], _ metrics: Metrics, _ first: Int,
                                         labelled: Bool, into out: inout String) {
-        let buckets = (0...Histogram.boundsMicros.count).map { slots.load(first + $0) }
+        let buckets = (0...Histogram.boundsMicros.count).map { metrics.value(first + $0) }
         let count = buckets.reduce(0, +)
         if count == 0 && labelled { return }
         var cumulative: Int64 = 0
@@ -61,7 +62,7 @@ public enum PrometheusText {
             out += name + "_bucket" + braces(labels + ["le=\"\(seconds(bound))\""]) + " \(cumulative)\n"
         }
         out += name + "_bucket" + braces(labels + ["le=\"+Inf\""]) + " \(count)\n"
-        out += name + "_sum" + braces(labels) + " \(seconds(slots.load(first + Histogram.boundsMicros.count + 1)))\n"
+        out += name + "_sum" + braces(labels) + " \(seconds(metrics.value(first + Histogram.boundsMicros.count + 1)))\n"
         out += name + "_count" + braces(labels) + " \(count)\n"
     }
 
