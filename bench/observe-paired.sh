@@ -11,7 +11,8 @@
 # starts the two wrk in turn, the first alternating. Per round: each service's requests/s
 # and the CPU its pipelines used per request (user + system time of every stage, from
 # socat's reaped children); then the per-round differences of "metrics" against "off",
-# as median, mean and standard error. The access log is off in both.
+# as median, mean and standard error. The access log is off in both. SAME=1 runs metrics off
+# in both: an A/A check of the method.
 #   EDGEPIPE_BIN  release binaries (default .build/release)
 # Needs: wrk socat.
 set -euo pipefail
@@ -32,7 +33,8 @@ declare -A port token pid
 for target in "${targets[@]}"; do
     data=$work/$target p=$(free)
     settings=(EDGEPIPE_ACCESS_LOG=off)
-    [ "$target" = off ] && settings+=(EDGEPIPE_METRICS=off)
+    # SAME=1: both services off, an A/A run that shows what the method itself reads as a cost.
+    [ "$target" = off ] || [ "${SAME:-0}" = 1 ] && settings+=(EDGEPIPE_METRICS=off)
     env "${settings[@]}" EDGEPIPE_DATA="$data" EDGEPIPE_PORT="$p" setsid "$top/pipelines/serve" --pipeline read \
         >"$work/$target.log" 2>&1 &
     pids+=($!)
