@@ -30,6 +30,33 @@ final class ObserverTests: XCTestCase {
             .contains(#""query":"token=SECRET""#))
     }
 
+    /// A chain hands http-encode records whose annotations its filters set as trees, and
+    /// whose access is still bytes; a separate http-encode reads both as bytes, and a test
+    /// may hand either as trees: the facts are the same.
+    func test_the_facts_are_the_same_whether_members_are_bytes_or_trees() {
+        let text = #"{"id":"1","status":502,"access":{"received_us":5000,"received_at":1000,"bytes_in":9},"# +
+            #""annotations":{"route":{"name":"orders","params":{"id":"7"}},"auth":{"uid":"u-1","refused":"expired"},"# +
+            #""upstream":{"name":"billing","status":503,"ms":12.5}}}"#
+        let raw = record(text)
+        var trees = record(text)
+        trees["annotations"] = trees["annotations"]
+        var all = trees
+        all["access"] = all["access"]
+        let expected = ResponseObserver.Facts(route: "orders", status: 502, durationMicros: 1_000, uid: nil, refusal: "expired",
+                                              upstream: ("billing", 503, "12.5"))
+        for r in [raw, trees, all] {
+            XCTAssertEqual(ResponseObserver.facts(r, status: 502, access: nil, monoNow: 6_000), expected)
+            var logged = expected
+            logged.uid = "u-1"
+            XCTAssertEqual(ResponseObserver.facts(r, status: 502, access: r["access"]?.object, monoNow: 6_000), logged)
+        }
+        var moved = record(#"{"id":"1","status":200,"access":{"bytes_in":9,"received_us":5000}}"#)
+        XCTAssertEqual(ResponseObserver.facts(moved, status: 200, access: nil, monoNow: 6_000).durationMicros, 1_000,
+                       "received_us read wherever it is")
+        moved["access"] = moved["access"]
+        XCTAssertEqual(ResponseObserver.facts(moved, status: 200, access: nil, monoNow: 6_000).durationMicros, 1_000)
+    }
+
     func test_the_response_carries_the_request_id_and_replaces_one_set_downstream() {
         var writer = ResponseWriter(now: { 0 })
         var out: [UInt8] = []

@@ -172,3 +172,27 @@ extension MetricsTests {
         XCTAssertNoThrow(try Metrics(path: p, shards: 2))
     }
 }
+
+extension MetricsTests {
+    func test_the_written_out_buckets_are_the_declared_bounds() {
+        for (i, bound) in Histogram.boundsMicros.enumerated() {
+            XCTAssertEqual(Histogram.bucket(bound), i, "\(bound) µs is in its own bucket")
+            XCTAssertEqual(Histogram.bucket(bound + 1), i + 1, "\(bound + 1) µs is in the next")
+        }
+        XCTAssertEqual(Histogram.bucket(0), 0)
+        XCTAssertEqual(Histogram.bucket(-5), 0)
+        XCTAssertEqual(Histogram.bucket(.max), Histogram.boundsMicros.count, "+Inf")
+    }
+
+    func test_a_response_counts_once_and_observes_its_duration_in_one_shard() throws {
+        let p = path(); defer { unlink(p) }
+        let m = try Metrics(path: p)
+        let r = m.nameIndex(m.layout.routes, "subscription")
+        m.responded(requests: m.layout.requests.series.slot(r, 0), duration: m.layout.requestDuration.series.slot(r), micros: 700)
+        m.responded(requests: m.layout.requests.series.slot(r, 0), duration: m.layout.requestDuration.series.slot(r), micros: nil)
+        let text = PrometheusText.render(m, now: 0)
+        XCTAssertTrue(text.contains("edgepipe_http_requests_total{route=\"subscription\",status=\"200\"} 2\n"), text)
+        XCTAssertTrue(text.contains("edgepipe_http_request_duration_seconds_count{route=\"subscription\"} 1\n"))
+        XCTAssertTrue(text.contains("edgepipe_http_request_duration_seconds_sum{route=\"subscription\"} 0.0007\n"))
+    }
+}

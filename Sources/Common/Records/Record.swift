@@ -210,6 +210,13 @@ public struct Record: Equatable, Sendable {
 
     // MARK: Annotations
 
+    /// The annotations object when it is already a tree (filters in this process set it, as
+    /// in a chain); nil when absent or still the line's bytes, which `forEachValue` scans.
+    public var parsedAnnotations: JSONObject? {
+        guard let i = object.index(of: "annotations"), case .value(.object(let o)) = object.members[i].storage else { return nil }
+        return o
+    }
+
     public func annotation(_ key: String) -> JSON? {
         guard let i = object.index(of: "annotations") else { return nil }
         // Still bytes: parse the one annotation asked for, not all of them.

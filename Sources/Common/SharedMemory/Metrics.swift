@@ -101,10 +101,16 @@ public enum Histogram {
                                                100_000, 250_000, 500_000, 1_000_000, 2_500_000, 5_000_000, 10_000_000]
     static var slotsPerSeries: Int { boundsMicros.count + 2 }
 
-    static func bucket(_ micros: Int64) -> Int {
-        var i = 0
-        while i < boundsMicros.count && micros > boundsMicros[i] { i += 1 }
-        return i
+    /// The bucket of an observation: the first bound it does not exceed, else +Inf. The
+    /// bounds are written out as constants (HistogramTests holds them to `boundsMicros`):
+    /// an observation per response then reads no array.
+    static func bucket(_ m: Int64) -> Int {
+        if m <= 50_000 {
+            if m <= 2_500 { return m <= 500 ? 0 : m <= 1_000 ? 1 : 2 }
+            return m <= 5_000 ? 3 : m <= 10_000 ? 4 : m <= 25_000 ? 5 : 6
+        }
+        if m <= 1_000_000 { return m <= 100_000 ? 7 : m <= 250_000 ? 8 : m <= 500_000 ? 9 : 10 }
+        return m <= 2_500_000 ? 11 : m <= 5_000_000 ? 12 : m <= 10_000_000 ? 13 : 14
     }
 }
 
@@ -372,8 +378,19 @@ public final class Metrics: @unchecked Sendable {
 
     /// An observation in the histogram series whose first slot `MetricSeries.slot` gave.
     public func observe(series: Int, micros: Int64) {
-        let first = series + shardOffset
-        slots.add(first + Histogram.bucket(micros))
+        observe(series + shardOffset, micros)
+    }
+
+    /// A response: one to the count series `requests`, and its duration (when known) into the
+    /// histogram series `duration`, all in this CPU's shard, found once.
+    public func responded(requests: Int, duration: Int, micros: Int64?) {
+        let shard = shardOffset
+        slots.add(requests + shard, 1)
+        if let micros { observe(duration + shard, micros) }
+    }
+
+    private func observe(_ first: Int, _ micros: Int64) {
+        slots.add(first + Histogram.bucket(micros), 1)
         slots.add(first + Histogram.slotsPerSeries - 1, max(micros, 0))
     }
 
