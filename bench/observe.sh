@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# bench/observe.sh [ROUNDS] [SECONDS]: what metrics and the access log cost the read path
-# (issue 17: at most 2% of its throughput). Four read services (pipelines/serve --pipeline
-# read, socat, each with its own data directory), alike but for:
+# bench/observe.sh [--paired] [ROUNDS] [SECONDS]: what metrics and the access log cost the
+# read path (issue 17: at most 2% of its throughput). Read services (pipelines/serve
+# --pipeline read, socat, each with its own data directory), alike but for:
 #   off       EDGEPIPE_METRICS=off EDGEPIPE_ACCESS_LOG=off
 #   metrics   metrics on, access log off
 #   log       access log on, metrics off
@@ -11,12 +11,23 @@
 # busy machine's load falls on all four alike; prints each run, then per target the median
 # requests/s and its cost against "off", and the median of each round's own difference;
 # then the same for the CPU the service's pipelines used per request (user and system time
-# of every stage, from socat's reaped children: a steadier measure than requests/s on a
-# machine whose other tenants come and go). Run it on a quiet machine: on a shared one the rounds' spread exceeds 2%.
+# of every stage, from socat's reaped children). On a VM whose speed moves between seconds,
+# these rounds spread by 10-20%, several times the 2% being measured; hence:
+#
+# --paired: "off" and "metrics" only, loaded at the same moment, each from its own wrk -t1
+# -c8, so that whatever the machine does in a round, it does to both. They share the two
+# CPUs: the service whose requests cost more CPU serves fewer of them. The first wrk to
+# start alternates. Per round: each one's requests/s and CPU per request; then the rounds'
+# differences of "metrics" against "off" as median, mean and standard error. The CPU figure
+# is the steady one: the scheduler can starve one side's wrk for part of a round, which
+# moves requests/s but not what a request costs. SAME=1 runs metrics off in both: an A/A
+# check of the method.
 #   EDGEPIPE_BIN  release binaries (default .build/release)
 # Needs: wrk socat.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
+paired=0
+[ "${1:-}" = --paired ] && { paired=1; shift; }
 rounds=${1:-5} seconds=${2:-5}
 export EDGEPIPE_BIN=${EDGEPIPE_BIN:-$top/.build/release}
 for tool in wrk socat; do
@@ -29,7 +40,8 @@ trap 'for p in "${pids[@]}"; do kill -- -"$p" 2>/dev/null || kill "$p" 2>/dev/nu
 wait_port() { for _ in $(seq 200); do (echo >/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return; sleep 0.05; done; echo "observe.sh: nothing on port $1" >&2; exit 1; }
 
 targets=(off metrics log both)
-declare -A port token
+[ $paired = 1 ] && targets=(off metrics)
+declare -A port token pid
 for target in "${targets[@]}"; do
     data=$work/$target p=$(free)
     settings=()
@@ -38,9 +50,11 @@ for target in "${targets[@]}"; do
         metrics) settings=(EDGEPIPE_ACCESS_LOG=off) ;;
         log) settings=(EDGEPIPE_METRICS=off) ;;
     esac
+    [ "${SAME:-0}" = 1 ] && settings=(EDGEPIPE_METRICS=off EDGEPIPE_ACCESS_LOG=off)
     env "${settings[@]}" EDGEPIPE_DATA="$data" EDGEPIPE_PORT="$p" setsid "$top/pipelines/serve" --pipeline read \
         >"$work/$target.log" 2>&1 &
     pids+=($!)
+    pid[$target]=$!
     wait_port "$p"
     port[$target]=$p
     token[$target]=$(EDGEPIPE_DATA=$data "$EDGEPIPE_BIN/sign-jwt" dev --uid bench-user --ttl 7200)
@@ -48,11 +62,55 @@ for target in "${targets[@]}"; do
         '{"uid":"bench-user","status":"active","plan":"pro","current_period_end":4102444800,"cancel_at_period_end":false,"customer":"cus_bench","subscription":"sub_bench","updated":1763900000}' >/dev/null
 done
 
-echo "machine: $(nproc) cores; load average $(cut -d' ' -f1-3 /proc/loadavg); wrk -t2 -c16 -d${seconds}s keep-alive, GET /v1/subscription"
 # CPU a service's pipelines used, in clock ticks: socat (the service's process) reaps each
 # connection's pipeline, so its children's times hold every stage's user and system time.
 ticks() { awk '{ print $16 + $17 }' "/proc/$1/stat"; }
+settle() {   # until socat has reaped every pipeline of the run (its children's times stop moving)
+    local last=-1 now
+    now=$(ticks "$1")
+    for _ in $(seq 50); do [ "$now" = "$last" ] && break; sleep 0.2; last=$now now=$(ticks "$1"); done
+    echo "$now"
+}
 hz=$(getconf CLK_TCK)
+if [ $paired = 1 ]; then
+    echo "machine: $(nproc) cores; load average $(cut -d' ' -f1-3 /proc/loadavg); paired: two wrk -t1 -c8 -d${seconds}s at once, keep-alive GET /v1/subscription"
+    rate_diffs="" cpu_diffs=""
+    for round in $(seq "$rounds"); do
+        order=("${targets[@]}")
+        [ $((round % 2)) = 0 ] && order=(metrics off)
+        declare -A before=() rate=() used=()
+        for target in "${targets[@]}"; do before[$target]=$(ticks "${pid[$target]}"); done
+        loads=()
+        for target in "${order[@]}"; do
+            wrk -t1 -c8 -d"${seconds}s" -H "Authorization: Bearer ${token[$target]}" \
+                "http://127.0.0.1:${port[$target]}/v1/subscription" >"$work/wrk.$target" &
+            loads+=($!)
+        done
+        wait "${loads[@]}"
+        for target in "${targets[@]}"; do
+            rate[$target]=$(awk '/Requests\/sec/ {print $2}' "$work/wrk.$target")
+            requests=$(awk '/requests in/ {print $1}' "$work/wrk.$target")
+            grep -q 'Non-2xx' "$work/wrk.$target" && { echo "observe.sh: $target answered non-2xx" >&2; exit 1; }
+            now=$(settle "${pid[$target]}")
+            used[$target]=$(awk -v t=$((now - before[$target])) -v hz="$hz" -v n="$requests" 'BEGIN { printf "%.2f", t / hz * 1e6 / n }')
+        done
+        rd=$(awk -v r="${rate[metrics]}" -v b="${rate[off]}" 'BEGIN { printf "%.2f", (r - b) * 100 / b }')
+        cd=$(awk -v r="${used[metrics]}" -v b="${used[off]}" 'BEGIN { printf "%.2f", (r - b) * 100 / b }')
+        echo "round $round (${order[0]} first): off ${rate[off]} req/s ${used[off]} us/request; metrics ${rate[metrics]} req/s ${used[metrics]} us/request; metrics against off: ${rd}% req/s, ${cd}% CPU per request"
+        rate_diffs+=" $rd" cpu_diffs+=" $cd"
+    done
+    summary() {   # label values...: median, mean, standard error of the mean
+        echo "$2" | tr ' ' '\n' | grep . | sort -g | awk -v l="$1" '
+            { v[NR] = $1; s += $1; q += $1 * $1 }
+            END { m = s / NR; sd = sqrt((q - NR * m * m) / (NR - 1));
+                  med = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2;
+                  printf "metrics against off, %s: median %+.2f%%, mean %+.2f%%, standard error %.2f%%, %d rounds from %+.2f%% to %+.2f%%\n", l, med, m, sd / sqrt(NR), NR, v[1], v[NR] }'
+    }
+    summary "requests/s" "$rate_diffs"
+    summary "CPU per request" "$cpu_diffs"
+    exit 0
+fi
+echo "machine: $(nproc) cores; load average $(cut -d' ' -f1-3 /proc/loadavg); wrk -t2 -c16 -d${seconds}s keep-alive, GET /v1/subscription"
 declare -A runs ratios cpu cpuratios
 for round in $(seq "$rounds"); do
     # Each round starts one target later, so that no target always runs first or last.
@@ -65,10 +123,8 @@ for round in $(seq "$rounds"); do
             "http://127.0.0.1:${port[$target]}/v1/subscription")
         rate[$target]=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
         requests=$(echo "$out" | awk '/requests in/ {print $1}')
-        # The run's pipelines end when wrk closes its connections; wait until socat has
-        # reaped them all (its children's times stop moving).
-        last=-1 now=$(ticks "${pids[$n]}")
-        for _ in $(seq 50); do [ "$now" = "$last" ] && break; sleep 0.2; last=$now now=$(ticks "${pids[$n]}"); done
+        # The run's pipelines end when wrk closes its connections.
+        now=$(settle "${pids[$n]}")
         used[$target]=$(awk -v t=$((now - before)) -v hz="$hz" -v n="$requests" 'BEGIN { printf "%.2f", t / hz * 1e6 / n }')
         echo "round $round: $target ${rate[$target]} req/s, ${used[$target]} us of CPU per request"
         runs[$target]="${runs[$target]:-} ${rate[$target]}"

@@ -68,14 +68,18 @@ final class MetricsTests: XCTestCase {
         let m = try Metrics(path: p)
         let r = m.nameIndex(m.layout.routes, "healthz")
         for micros: Int64 in [100, 600, 600, 3_000_000, 20_000_000] { m.observe(m.layout.requestDuration, r, micros: micros) }
+        assertDurations(of: m, route: "healthz", buckets: [("0.0005", 1), ("0.001", 3), ("5", 4), ("+Inf", 5)],
+                        sum: "23.0013", count: 5)
+    }
+
+    /// The request-duration histogram of `route` as rendered: some cumulative buckets, sum and count.
+    func assertDurations(of m: Metrics, route: String, buckets: [(le: String, count: Int)], sum: String, count: Int,
+                         file: StaticString = #filePath, line: UInt = #line) {
         let text = PrometheusText.render(m, now: 0)
         let name = "edgepipe_http_request_duration_seconds"
-        XCTAssertTrue(text.contains("\(name)_bucket{route=\"healthz\",le=\"0.0005\"} 1\n"), text)
-        XCTAssertTrue(text.contains("\(name)_bucket{route=\"healthz\",le=\"0.001\"} 3\n"))
-        XCTAssertTrue(text.contains("\(name)_bucket{route=\"healthz\",le=\"5\"} 4\n"))
-        XCTAssertTrue(text.contains("\(name)_bucket{route=\"healthz\",le=\"+Inf\"} 5\n"))
-        XCTAssertTrue(text.contains("\(name)_sum{route=\"healthz\"} 23.0013\n"))
-        XCTAssertTrue(text.contains("\(name)_count{route=\"healthz\"} 5\n"))
+        var expected = buckets.map { "\(name)_bucket{route=\"\(route)\",le=\"\($0.le)\"} \($0.count)\n" }
+        expected += ["\(name)_sum{route=\"\(route)\"} \(sum)\n", "\(name)_count{route=\"\(route)\"} \(count)\n"]
+        for e in expected { XCTAssertTrue(text.contains(e), "\(e) in\n\(text)", file: file, line: line) }
     }
 
     func test_a_file_of_another_layout_is_refused_not_misread() throws {
@@ -147,12 +151,7 @@ extension MetricsTests {
         let series = m.layout.requestDuration.series.slot(r)
         onCPU(0) { m.observe(series: series, micros: 300) }
         onCPU(min(1, Metrics.machineShards - 1)) { m.observe(series: series, micros: 2_000) }
-        let text = PrometheusText.render(m, now: 0)
-        let name = "edgepipe_http_request_duration_seconds"
-        XCTAssertTrue(text.contains("\(name)_bucket{route=\"healthz\",le=\"0.0005\"} 1\n"), text)
-        XCTAssertTrue(text.contains("\(name)_bucket{route=\"healthz\",le=\"0.0025\"} 2\n"))
-        XCTAssertTrue(text.contains("\(name)_sum{route=\"healthz\"} 0.0023\n"))
-        XCTAssertTrue(text.contains("\(name)_count{route=\"healthz\"} 2\n"))
+        assertDurations(of: m, route: "healthz", buckets: [("0.0005", 1), ("0.0025", 2)], sum: "0.0023", count: 2)
     }
 
     func test_a_gauge_that_goes_up_on_one_cpu_and_down_on_another_sums_to_zero() throws {
@@ -190,9 +189,7 @@ extension MetricsTests {
         let r = m.nameIndex(m.layout.routes, "subscription")
         m.responded(requests: m.layout.requests.series.slot(r, 0), duration: m.layout.requestDuration.series.slot(r), micros: 700)
         m.responded(requests: m.layout.requests.series.slot(r, 0), duration: m.layout.requestDuration.series.slot(r), micros: nil)
-        let text = PrometheusText.render(m, now: 0)
-        XCTAssertTrue(text.contains("edgepipe_http_requests_total{route=\"subscription\",status=\"200\"} 2\n"), text)
-        XCTAssertTrue(text.contains("edgepipe_http_request_duration_seconds_count{route=\"subscription\"} 1\n"))
-        XCTAssertTrue(text.contains("edgepipe_http_request_duration_seconds_sum{route=\"subscription\"} 0.0007\n"))
+        XCTAssertTrue(PrometheusText.render(m, now: 0).contains("edgepipe_http_requests_total{route=\"subscription\",status=\"200\"} 2\n"))
+        assertDurations(of: m, route: "subscription", buckets: [("0.0005", 0), ("0.001", 1)], sum: "0.0007", count: 1)
     }
 }
