@@ -113,3 +113,29 @@ extension JSONPathsTests {
         }
     }
 }
+
+extension JSONPathsTests {
+    /// leadingInt answers only for plain digits in the object's first member, and nil
+    /// otherwise, for the caller to look the path up the general way.
+    func testALeadingIntIsReadOnlyWhereAndAsWritten() throws {
+        func leading(_ access: String) throws -> Int? {
+            let raw = try Record.parse(#"{"id":"1","access":"# + access + "}")
+            var tree = raw
+            tree["access"] = tree["access"]
+            XCTAssertEqual(raw.leadingInt(of: "access", key: "received_us"), tree.leadingInt(of: "access", key: "received_us"), access)
+            return raw.leadingInt(of: "access", key: "received_us")
+        }
+        XCTAssertEqual(try leading(#"{"received_us":11868655140,"received_at":1}"#), 11_868_655_140)
+        XCTAssertEqual(try leading(#"{"received_us":0}"#), 0)
+        XCTAssertNil(try leading(#"{"received_at":1,"received_us":5}"#), "not first")
+        XCTAssertNil(try leading(#"{"received_usx":5}"#), "another key with the same start")
+        XCTAssertNil(try leading(#"{"received_u":5}"#))
+        XCTAssertNil(try leading(#"{"received_us":-5}"#), "signed: the general way")
+        XCTAssertNil(try leading(#"{"received_us":1.5}"#))
+        XCTAssertNil(try leading(#"{"received_us":"5"}"#))
+        XCTAssertNil(try leading(#"{"received_us":1234567890123456789}"#), "longer than 18 digits: the general way")
+        XCTAssertNil(try leading(#"{}"#))
+        XCTAssertNil(try leading(#"[1]"#))
+        XCTAssertNil(try Record.parse(#"{"id":"1"}"#).leadingInt(of: "access", key: "received_us"))
+    }
+}

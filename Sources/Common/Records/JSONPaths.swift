@@ -271,8 +271,10 @@ extension Record {
             }
         case .value(let value):
             guard let first = value.object?.members.first,
-                  first.key.utf8.elementsEqual(UnsafeBufferPointer(start: key.utf8Start, count: key.utf8CodeUnitCount)) else { return nil }
-            return first.value.int
+                  first.key.utf8.elementsEqual(UnsafeBufferPointer(start: key.utf8Start, count: key.utf8CodeUnitCount)),
+                  case .number(let text) = first.value, text.utf8.count <= 18,
+                  text.utf8.allSatisfy({ $0 &- UInt8(ascii: "0") < 10 }) else { return nil }
+            return Int(text)
         }
     }
 
