@@ -37,6 +37,23 @@ final class SharedSlotsTests: XCTestCase {
         XCTAssertEqual(Int(st.st_size), 100 * 8)
     }
 
+    /// A page first written on a full disk would kill its writer (SIGBUS): every slot has
+    /// its blocks from the start, a sparse file left by someone else included.
+    func test_every_slot_has_its_disk_blocks_once_opened() throws {
+        let p = path(); defer { unlink(p) }
+        var st = stat()
+        _ = try SharedSlots(path: p, count: 10_000)
+        XCTAssertEqual(stat(p, &st), 0)
+        XCTAssertGreaterThanOrEqual(Int(st.st_blocks) * 512, 10_000 * 8)
+        let sparse = path(); defer { unlink(sparse) }
+        let fd = open(sparse, O_RDWR | O_CREAT, 0o600)
+        XCTAssertEqual(ftruncate(fd, 80_000), 0)
+        close(fd)
+        _ = try SharedSlots(path: sparse, count: 10_000)
+        XCTAssertEqual(stat(sparse, &st), 0)
+        XCTAssertGreaterThanOrEqual(Int(st.st_blocks) * 512, 80_000)
+    }
+
     func test_compare_exchange_only_replaces_the_expected_value() throws {
         let p = path(); defer { unlink(p) }
         let slots = try SharedSlots(path: p, count: 1)

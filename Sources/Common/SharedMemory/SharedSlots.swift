@@ -32,10 +32,15 @@ public final class SharedSlots: @unchecked Sendable {
         let bytes = count * MemoryLayout<Int64>.stride
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw OpenError(description: "\(path): \(errnoText(errno))") }
-        // Growing a file appends zeros and keeps what other processes wrote; two openers racing
-        // to grow it both ask for a size at least as large as they need, so neither shrinks it.
-        if Int(st.st_size) < bytes, ftruncate(fd, off_t(bytes)) != 0 {
-            throw OpenError(description: "\(path): \(errnoText(errno))")
+        // Every byte the map can write gets its disk blocks now. A page of a sparse file gets
+        // them when first written, and when the disk is full by then the kernel kills the
+        // writer with SIGBUS: a full disk must cost the counters (one line, at open), never a
+        // filter. Growing a file appends zeros and keeps what other processes wrote; two
+        // openers racing to grow it both ask for a size at least as large as they need, so
+        // neither shrinks it.
+        if Int(st.st_size) < bytes || Int(st.st_blocks) * 512 < bytes {
+            let failed = posix_fallocate(fd, 0, off_t(bytes))
+            if failed != 0 { throw OpenError(description: "\(path): \(errnoText(failed))") }
         }
         guard let mapped = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0),
               mapped != MAP_FAILED else {
