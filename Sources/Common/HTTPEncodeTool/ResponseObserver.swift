@@ -103,16 +103,18 @@ public struct ResponseObserver {
                 upstreamStatus = up["status"]?.int
                 if case .number(let text)? = up["ms"] { upstreamMs = text }
             }
-        } else { record.forEachValue(at: access != nil ? loggedPaths : countedPaths) { i, value in
-            switch i {
-            case 0: route = value.string
-            case 1: refusal = value.string
-            case 2: upstreamName = value.string
-            case 3: upstreamStatus = value.int
-            case 4: if case .number(let text) = value { upstreamMs = text }
-            default: uid = value.string
+        } else {
+            record.forEachValue(at: access != nil ? loggedPaths : countedPaths) { i, value in
+                switch i {
+                case 0: route = value.string
+                case 1: refusal = value.string
+                case 2: upstreamName = value.string
+                case 3: upstreamStatus = value.int
+                case 4: if case .number(let text) = value { upstreamMs = text }
+                default: uid = value.string
+                }
             }
-        } }
+        }
         return Facts(route: route, status: status, durationMicros: received.map { max(monoNow - $0, 0) }, uid: uid,
                      refusal: refusal, upstream: upstreamName.map { ($0, upstreamStatus, upstreamMs) })
     }
