@@ -173,7 +173,7 @@ extension MetricsTests {
 }
 
 extension MetricsTests {
-    func test_the_written_out_buckets_are_the_declared_bounds() {
+    func test_each_bound_closes_its_bucket() {
         for (i, bound) in Histogram.boundsMicros.enumerated() {
             XCTAssertEqual(Histogram.bucket(bound), i, "\(bound) µs is in its own bucket")
             XCTAssertEqual(Histogram.bucket(bound + 1), i + 1, "\(bound + 1) µs is in the next")

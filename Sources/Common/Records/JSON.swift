@@ -36,14 +36,26 @@ public enum JSON: Equatable, Sendable {
         guard case .number(let text) = self else { return nil }
         // Most numbers in records are a few plain digits (statuses, times): read those
         // here, and leave signs, fractions, exponents and long ones to the full parser.
-        var n = 0, digits = 0
-        for b in text.utf8 {
-            let d = b &- UInt8(ascii: "0")
-            guard d < 10, digits < 18 else { return Int(text) }
-            n = n * 10 + Int(d)
-            digits += 1
+        return Self.plainDigits(text) ?? Int(text)
+    }
+
+    /// The value of 1 to 18 ASCII digits, nothing else (no sign, point or exponent, and
+    /// never more than an Int holds); nil for anything else.
+    static func plainDigits(_ text: String) -> Int? {
+        var text = text
+        return text.withUTF8 { b in Self.leadingDigits(b, from: 0).flatMap { $0.end == b.count ? $0.value : nil } }
+    }
+
+    /// The 1 to 18 ASCII digits at `from`, and where they end; nil when there are none, or
+    /// more than 18 (more than an Int always holds).
+    static func leadingDigits(_ b: UnsafeBufferPointer<UInt8>, from: Int) -> (value: Int, end: Int)? {
+        var n = 0, j = from
+        while j < b.count, b[j] &- UInt8(ascii: "0") < 10 {
+            guard j - from < 18 else { return nil }
+            n = n * 10 + Int(b[j] &- UInt8(ascii: "0"))
+            j += 1
         }
-        return digits > 0 ? n : Int(text)
+        return j > from ? (n, j) : nil
     }
 
     /// A numeric value as a Double (JSON numbers with fractions or exponents included).

@@ -259,22 +259,16 @@ extension Record {
                 let k = key.utf8CodeUnitCount
                 guard p.count > k + 4, p[0] == UInt8(ascii: "{"), p[1] == UInt8(ascii: "\""),
                       memcmp(p.baseAddress! + 2, key.utf8Start, k) == 0,
-                      p[k + 2] == UInt8(ascii: "\""), p[k + 3] == UInt8(ascii: ":") else { return nil }
-                var n = 0, j = k + 4
-                let end = min(p.count, j + 18), b = p.baseAddress!
-                while j < end, b[j] &- UInt8(ascii: "0") < 10 {
-                    n = n &* 10 &+ Int(b[j] &- UInt8(ascii: "0"))
-                    j += 1
-                }
-                guard j > k + 4, j < p.count, p[j] == UInt8(ascii: ",") || p[j] == UInt8(ascii: "}") else { return nil }
+                      p[k + 2] == UInt8(ascii: "\""), p[k + 3] == UInt8(ascii: ":"),
+                      let (n, end) = JSON.leadingDigits(p, from: k + 4), end < p.count,
+                      p[end] == UInt8(ascii: ",") || p[end] == UInt8(ascii: "}") else { return nil }
                 return n
             }
         case .value(let value):
             guard let first = value.object?.members.first,
                   first.key.utf8.elementsEqual(UnsafeBufferPointer(start: key.utf8Start, count: key.utf8CodeUnitCount)),
-                  case .number(let text) = first.value, text.utf8.count <= 18,
-                  text.utf8.allSatisfy({ $0 &- UInt8(ascii: "0") < 10 }) else { return nil }
-            return Int(text)
+                  case .number(let text) = first.value else { return nil }
+            return JSON.plainDigits(text)
         }
     }
 

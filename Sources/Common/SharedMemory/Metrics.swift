@@ -101,16 +101,11 @@ public enum Histogram {
                                                100_000, 250_000, 500_000, 1_000_000, 2_500_000, 5_000_000, 10_000_000]
     static var slotsPerSeries: Int { boundsMicros.count + 2 }
 
-    /// The bucket of an observation: the first bound it does not exceed, else +Inf. The
-    /// bounds are written out as constants (HistogramTests holds them to `boundsMicros`):
-    /// an observation per response then reads no array.
-    static func bucket(_ m: Int64) -> Int {
-        if m <= 50_000 {
-            if m <= 2_500 { return m <= 500 ? 0 : m <= 1_000 ? 1 : 2 }
-            return m <= 5_000 ? 3 : m <= 10_000 ? 4 : m <= 25_000 ? 5 : 6
-        }
-        if m <= 1_000_000 { return m <= 100_000 ? 7 : m <= 250_000 ? 8 : m <= 500_000 ? 9 : 10 }
-        return m <= 2_500_000 ? 11 : m <= 5_000_000 ? 12 : m <= 10_000_000 ? 13 : 14
+    /// The bucket of an observation: the first bound it does not exceed, else +Inf.
+    static func bucket(_ micros: Int64) -> Int {
+        var i = 0
+        while i < boundsMicros.count && micros > boundsMicros[i] { i += 1 }
+        return i
     }
 }
 
